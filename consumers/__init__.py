@@ -1,0 +1,1 @@
+"""Kafka side of finsent: the news message contract, the batch consumer, dead letters, replay."""

@@ -1,0 +1,1 @@
+"""The finsent domain: configuration, entities, worker glue and the `finsent` command line."""

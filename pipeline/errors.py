@@ -1,0 +1,11 @@
+"""Errors a user can fix. The CLI prints their message on one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in configuration, input files or arguments; the message names the value and the fix."""
+
+
+class ConfigError(UserError):
+    """A setting (environment variable or TOML key) has an invalid value."""

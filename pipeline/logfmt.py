@@ -1,0 +1,45 @@
+"""Structured log lines: `ts=... level=... logger=... event=... key=value ...`.
+
+Modules log an event name as the message and their fields as `extra={"kv": {...}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if text == "" or any(ch in text for ch in ' ="\n\t'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        timestamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        parts = [
+            f"ts={timestamp}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"event={_quote(record.getMessage())}",
+        ]
+        fields = getattr(record, "kv", None)
+        if isinstance(fields, dict):
+            parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
+        if record.exc_info:
+            parts.append(f"exception={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kafka-python logs every connection attempt at INFO; keep its warnings only.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("alembic").setLevel(logging.WARNING)

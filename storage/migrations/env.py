@@ -1,0 +1,24 @@
+"""Alembic environment: runs on the connection handed over by storage.migrate (or a URL)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from storage.models import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+
+
+def _run(connection_to_use) -> None:  # type: ignore[no-untyped-def]
+    context.configure(connection=connection_to_use, target_metadata=Base.metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if connection is not None:
+    _run(connection)
+else:
+    with create_engine(config.get_main_option("sqlalchemy.url")).connect() as fresh_connection:
+        _run(fresh_connection)

@@ -1,0 +1,142 @@
+"""The score database: typed SQLAlchemy 2 models. Migrations in storage/migrations mirror them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Article(Base):
+    """One news article, keyed by its natural id so replays and re-sends land on the same row."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    headline: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(Text)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ArticleEntity(Base):
+    """Who an article is about. `published_at` is copied from the article for range scans per entity."""
+
+    __tablename__ = "article_entities"
+    __table_args__ = (Index("ix_article_entities_entity_published_at", "entity", "published_at"),)
+
+    article_id: Mapped[str] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    matched_by: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ArticleScore(Base):
+    """Model output for one article; one row per model version so models can be compared."""
+
+    __tablename__ = "article_scores"
+
+    article_id: Mapped[str] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    p_negative: Mapped[float] = mapped_column(Float)
+    p_neutral: Mapped[float] = mapped_column(Float)
+    p_positive: Mapped[float] = mapped_column(Float)
+    sentiment: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(Text)
+    chunks: Mapped[int] = mapped_column(Integer, default=1)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Timestep(Base):
+    """Per-entity, per-width bucket of the emotion series (event time)."""
+
+    __tablename__ = "timesteps"
+
+    entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    width_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model_version: Mapped[str] = mapped_column(Text)
+    article_count: Mapped[int] = mapped_column(Integer)
+    mean_p_negative: Mapped[float] = mapped_column(Float)
+    mean_p_neutral: Mapped[float] = mapped_column(Float)
+    mean_p_positive: Mapped[float] = mapped_column(Float)
+    negative_share: Mapped[float] = mapped_column(Float)
+    mean_sentiment: Mapped[float] = mapped_column(Float)
+    emotion_index: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Alert(Base):
+    """A raised alert. `dedup_key` is the last guard against two schedulers firing the same alert."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(Text, unique=True)
+    fingerprint: Mapped[str] = mapped_column(Text, index=True)
+    entity: Mapped[str] = mapped_column(Text, index=True)
+    rule: Mapped[str] = mapped_column(Text)
+    width_seconds: Mapped[int] = mapped_column(Integer)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    value: Mapped[float] = mapped_column(Float)
+    baseline: Mapped[float] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """Outbox row: one notification of one alert event on one channel, retried until sent or failed."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", "event"),
+        ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,123 @@
+"""Real infrastructure for the suite: a Kafka-protocol broker and a PostgreSQL, started here.
+
+FINSENT_TEST_KAFKA=host:port and FINSENT_TEST_DATABASE_URL=postgresql://... point the suite at
+external ones instead (the database's finsent tables are truncated between tests: use a scratch one).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from consumers.embedded_broker import EmbeddedBroker
+from consumers.kafka_clients import KafkaOptions, ensure_topics
+from pipeline.config import Settings
+from storage.embedded import EmbeddedPostgres
+from storage.engine import make_engine
+from storage.migrate import upgrade
+from storage.models import Base
+
+TEST_PARTITIONS = 4
+# Real Kafka's minimum session timeout; group joins take about half of it on Tansu.
+TEST_SESSION_TIMEOUT_MS = 6000
+TEST_HEARTBEAT_INTERVAL_MS = 1000
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("FINSENT_TEST_KAFKA", "").strip()
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log")
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+    if os.environ.get("FINSENT_TEST_DATABASE_URL", "").strip():
+        yield None
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), delete_on_exit=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_postgres: EmbeddedPostgres | None) -> Iterator[str]:
+    url = os.environ.get("FINSENT_TEST_DATABASE_URL", "").strip()
+    if embedded_postgres is not None:
+        url = embedded_postgres.start()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a database whose finsent tables are empty."""
+    engine = make_engine(database_url)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class Topics:
+    news: str
+    dead_letter: str
+    alerts: str
+    group: str
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    """Fresh topics (4 partitions) and consumer group for one test."""
+    suffix = uuid.uuid4().hex[:10]
+    names = Topics(f"news-{suffix}", f"news-{suffix}.dlq", f"alerts-{suffix}", f"finsent-test-{suffix}")
+    ensure_topics(KafkaOptions(kafka_bootstrap), [names.news, names.dead_letter, names.alerts], TEST_PARTITIONS)
+    return names
+
+
+def settings_environment(kafka_bootstrap: str, database_url: str, topics: Topics, data_dir: Path) -> dict[str, str]:
+    """FINSENT_* variables for a worker (in-process or subprocess) on the test infrastructure."""
+    return {
+        "FINSENT_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "FINSENT_DATABASE_URL": database_url,
+        "FINSENT_TOPIC_NEWS": topics.news,
+        "FINSENT_TOPIC_DEAD_LETTER": topics.dead_letter,
+        "FINSENT_TOPIC_ALERTS": topics.alerts,
+        "FINSENT_CONSUMER_GROUP": topics.group,
+        "FINSENT_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
+        "FINSENT_KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+        "FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS": str(TEST_HEARTBEAT_INTERVAL_MS),
+        "FINSENT_BATCH_MAX_WAIT_MS": "200",
+        "FINSENT_DATA_DIR": str(data_dir),
+    }
+
+
+@pytest.fixture
+def worker_environment(kafka_bootstrap: str, database_url: str, topics: Topics, engine: Engine, tmp_path: Path) -> dict[str, str]:
+    return settings_environment(kafka_bootstrap, database_url, topics, tmp_path / "data")
+
+
+@pytest.fixture
+def settings(worker_environment: dict[str, str]) -> Settings:
+    return Settings.load(worker_environment)
