@@ -142,6 +142,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kafka_connect_timeout_ms", "30000", _positive_int, "how long to wait for the broker at start before giving up"),
     SettingSpec("max_message_bytes", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized"),
     SettingSpec("database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir"),
+    SettingSpec("database_connect_timeout_ms", "30000", _positive_int, "how long to wait for PostgreSQL at start before giving up"),
     SettingSpec("data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
     SettingSpec("model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
     SettingSpec("model_device", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps"),
@@ -167,6 +168,7 @@ class Settings:
     kafka_connect_timeout_ms: int
     max_message_bytes: int
     database_url: str
+    database_connect_timeout_ms: int
     data_dir: Path
     model_path: Path | None
     model_device: str

@@ -30,8 +30,8 @@ class Database:
             self.embedded.stop()
 
 
-def open_database(settings: Settings, *, connect_timeout_s: float = 30.0) -> Database:
-    """Connect (waiting up to connect_timeout_s for a server that is still starting)."""
+def open_database(settings: Settings) -> Database:
+    """Connect, waiting up to FINSENT_DATABASE_CONNECT_TIMEOUT_MS for a server that is still starting."""
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url
     if not url:
@@ -41,7 +41,7 @@ def open_database(settings: Settings, *, connect_timeout_s: float = 30.0) -> Dat
         except EmbeddedPostgresError as error:
             raise UserError(f"{error}; or set FINSENT_DATABASE_URL to an existing PostgreSQL") from None
     engine = make_engine(url)
-    _wait_until_reachable(engine, url, connect_timeout_s)
+    _wait_until_reachable(engine, url, settings.database_connect_timeout_ms / 1000)
     return Database(engine, url, embedded)
 
 
@@ -56,6 +56,7 @@ def _wait_until_reachable(engine: Engine, url: str, timeout_s: float) -> None:
         except OperationalError as error:
             reason = " ".join(str(error.orig).split())[:300]
             if time.monotonic() + delay > deadline:
+                engine.dispose()
                 raise UserError(
                     f"cannot connect to PostgreSQL at {redacted(url)} ({reason}): "
                     "check FINSENT_DATABASE_URL and that the server is running"

@@ -81,7 +81,8 @@ def load_entities(path: Path | None) -> list[KnownEntity]:
     if reader.fieldnames is None or not {"ticker", "name"} <= set(reader.fieldnames):
         raise UserError(f"{origin}: expected a CSV header with columns ticker,name,aliases")
     entities: list[KnownEntity] = []
-    for line_number, row in enumerate(reader, start=2):
+    for row in reader:
+        line_number = reader.line_num
         ticker = (row.get("ticker") or "").strip().lstrip("$").upper()
         if not _TICKER.match(ticker):
             raise UserError(f"{origin} line {line_number}: ticker {row.get('ticker')!r} is not a symbol such as AAPL")

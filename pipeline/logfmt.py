@@ -40,6 +40,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # kafka-python logs every connection attempt at INFO; keep its warnings only.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # kafka-python logs every reconnect attempt as an error; finsent reports broker trouble itself
+    # (clear start-up error, batch_retry, commit_failed). DEBUG shows kafka-python's own lines.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -125,3 +125,22 @@ def test_replaying_the_whole_topic_changes_nothing(
                timeout_s=120, what="the replay to reach the end of the topic")
     second.stop()
     assert table_snapshot(engine) == before
+
+
+def test_workers_joining_and_leaving_the_group_store_everything_once(
+    settings: Settings, engine: Engine, topics: Topics, kafka_bootstrap: str
+) -> None:
+    small_batches = settings.replace(batch_size=25)
+    messages = valid_messages(3000)
+    produce(kafka_bootstrap, topics.news, messages[:1500])
+    first = RunningWorker(small_batches)
+    wait_until(lambda: count_articles(engine) >= 200, timeout_s=120, what="the first worker to start storing")
+    second = RunningWorker(small_batches)  # joins the group: partitions are rebalanced mid-stream
+    produce(kafka_bootstrap, topics.news, messages[1500:])
+    wait_until(lambda: count_articles(engine) >= 2000, timeout_s=120, what="both workers to make progress")
+    first.stop()  # leaves the group: its partitions move to the second worker
+    wait_until(lambda: count_articles(engine) == 3000, timeout_s=180, what="all 3000 articles")
+    second.stop()
+    with engine.connect() as connection:
+        stored = set(connection.execute(sa.text("SELECT id FROM articles")).scalars())
+    assert stored == {parse_news(value).id for _, value in messages}

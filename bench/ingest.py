@@ -1,0 +1,577 @@
+"""Ingest throughput: Kafka -> finsent worker -> PostgreSQL, next to a plain kafka-python loop.
+
+What it measures
+    N realistic headline messages (JSON, 4 partitions by default) are produced once to a fresh
+    topic. Then two consumers, each in its own consumer group, drain that same backlog:
+
+    1. the baseline: a plain kafka-python loop (KafkaConsumer in a group, poll until all N are
+       read, json.loads each value, a manual commit per poll of up to --batch-size records);
+    2. the finsent worker (`pipeline.worker.Worker` in a thread; no model yet: it validates each
+       message, finds entity mentions and writes articles + mentions in one transaction per
+       batch, then commits the offsets), timed by polling `SELECT count(*) FROM articles`.
+
+    For each it prints
+    - msg/s (steady): records after the first sighting / (last sighting - first sighting), i.e.
+      without the consumer-group join;
+    - msg/s (incl. join): N / (last sighting - consumer subscribed);
+    - time to first: consumer subscribed -> first record (baseline) or first stored row (worker),
+      mostly the group join (about half of the session timeout, 6 s here).
+    It also prints the worker's per-batch latency (validate -> transaction -> offset commit, from
+    its "batch" log line; poll time excluded) and the peak RSS of this Python process (the broker
+    and PostgreSQL run as separate processes and are not included).
+
+How to run
+    .venv/bin/python bench/ingest.py [--messages 20000] [--partitions 4] [--batch-size 256]
+
+    By default it starts the embedded broker (Tansu) and an embedded PostgreSQL in a temporary
+    directory and removes both afterwards. `--kafka host:port` / `--database-url URL` (or
+    FINSENT_BENCH_KAFKA / FINSENT_BENCH_DATABASE_URL) use external ones instead: the run's topics
+    and rows are deleted at the end; use a scratch database, because the worker's progress is read
+    from the growth of `articles`, so nothing else may write to it during the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from sqlalchemy import Engine
+from tqdm import tqdm
+
+from consumers.embedded_broker import EmbeddedBroker
+from consumers.kafka_clients import KafkaOptions, create_admin, create_producer, ensure_topics
+from pipeline.config import Settings
+from pipeline.entities import KnownEntity, load_entities
+from pipeline.logfmt import configure_logging
+from pipeline.worker import Worker
+from storage.embedded import EmbeddedPostgres
+from storage.engine import make_engine, redacted
+from storage.migrate import upgrade
+
+# Real Kafka's minimum session timeout; a group join on Tansu takes about half of it.
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 1000
+PROGRESS_INTERVAL_S = 0.05
+STALL_TIMEOUT_S = 60.0
+"""Give up when no new record or row arrived for this long (a hang guard, not a measurement)."""
+
+SOURCES = ("Reuters", "Bloomberg", "Dow Jones Newswires", "MarketWatch", "Financial Times", "Business Wire")
+MOVES = ("rise", "fall", "jump", "slide", "surge", "tumble", "edge higher", "edge lower")
+VERDICTS = ("beat", "miss", "match", "top", "trail")
+SEGMENTS = ("cloud", "advertising", "data-centre", "consumer", "wealth-management", "subscription")
+HEADLINE_TEMPLATES = (
+    "{name} shares {move} {pct}% after quarterly results {verdict} estimates",
+    "{name} to cut {jobs:,} jobs as demand slows in its {segment} unit",
+    "{name} raises full-year guidance on strong {segment} sales",
+    "Analysts downgrade {name} to sell, citing margin pressure",
+    "{name} announces ${amount} billion share buyback",
+    "Regulators open probe into {name} accounting practices",
+    "{name} CEO to step down at year end; board begins search for successor",
+    "{name} agrees to buy rival in ${amount} billion deal",
+)
+MARKET_HEADLINES = (
+    "Stocks {move} as investors weigh the Fed's rate outlook",
+    "Treasury yields {move} after hotter-than-expected inflation data",
+    "Oil prices {move} on supply worries; energy shares mixed",
+)
+BODY_SENTENCES = (
+    "The company said the change reflects {segment} demand that has shifted faster than expected.",
+    "Shares of {name} have {move_past} roughly {pct}% so far this year, against a flat benchmark.",
+    "Analysts polled before the report had expected a smaller move in margins.",
+    "Management will discuss the outlook on a call with investors later on Tuesday.",
+    "Traders also watched ${ticker} options, where volume ran at twice the daily average.",
+)
+
+
+class BenchError(Exception):
+    """The benchmark could not finish; the message says what was seen and what to check."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    messages: int
+    partitions: int
+    batch_size: int
+    kafka: str
+    database_url: str
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    bootstrap: str
+    database_url: str
+    broker_label: str
+    database_label: str
+    external_broker: bool
+    external_database: bool
+
+
+@dataclass(frozen=True)
+class RunNames:
+    """Topic, group and id names unique to one run, so repeated runs on external services never mix."""
+
+    run_id: str
+
+    @property
+    def topic(self) -> str:
+        return f"bench-news-{self.run_id}"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"bench-news-{self.run_id}.dlq"
+
+    @property
+    def alerts(self) -> str:
+        return f"bench-alerts-{self.run_id}"
+
+    @property
+    def baseline_group(self) -> str:
+        return f"bench-plain-{self.run_id}"
+
+    @property
+    def worker_group(self) -> str:
+        return f"bench-worker-{self.run_id}"
+
+    @property
+    def id_prefix(self) -> str:
+        return f"bench-{self.run_id}-"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Monotonic timestamps of one drain of the backlog."""
+
+    messages: int
+    started_at: float
+    first_at: float
+    first_count: int
+    """Records (or rows) already there at the first sighting: a whole poll or batch at once."""
+    last_at: float
+
+    @property
+    def steady_rate(self) -> float | None:
+        span = self.last_at - self.first_at
+        return (self.messages - self.first_count) / span if span > 0 else None
+
+    @property
+    def rate_including_join(self) -> float:
+        return self.messages / (self.last_at - self.started_at)
+
+    @property
+    def time_to_first_s(self) -> float:
+        return self.first_at - self.started_at
+
+
+class ProgressClock:
+    """Turns a growing count into a Throughput; raises BenchError when the count stops growing."""
+
+    def __init__(self, messages: int, label: str) -> None:
+        self.messages = messages
+        self.started_at = time.monotonic()
+        self._first: tuple[float, int] | None = None
+        self._last_change = self.started_at
+        self._count = 0
+        self._bar = tqdm(total=messages, desc=label, unit="msg", leave=False, dynamic_ncols=True)
+
+    @property
+    def done(self) -> bool:
+        return self._count >= self.messages
+
+    def observe(self, count: int) -> None:
+        now = time.monotonic()
+        if count > self._count:
+            if self._first is None:
+                self._first = (now, count)
+            self._bar.update(count - self._count)
+            self._count = count
+            self._last_change = now
+        elif now - self._last_change > STALL_TIMEOUT_S:
+            raise BenchError(
+                f"no progress for {STALL_TIMEOUT_S:.0f}s at {self._count} of {self.messages} messages: "
+                "check the broker and database, and the dead-letter topic for rejected messages"
+            )
+
+    def result(self) -> Throughput:
+        assert self._first is not None and self.done, "result() before every message was seen"
+        self._bar.close()
+        return Throughput(self.messages, self.started_at, self._first[0], self._first[1], self._last_change)
+
+
+class BatchLog(logging.Handler):
+    """Collects duration_ms and size from the worker's per-batch "batch" log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.durations_ms: list[float] = []
+        self.sizes: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "kv", None)
+        if record.getMessage() == "batch" and isinstance(fields, dict):
+            self.durations_ms.append(float(fields["duration_ms"]))
+            self.sizes.append(int(fields["consumed"]))
+
+
+# ---------------------------------------------------------------- data
+
+
+def headline_messages(count: int, names: RunNames, entities: list[KnownEntity], seed: int = 7) -> Iterator[bytes]:
+    """Wire-style articles: a third name tickers, a third a company by name, a third a $cashtag;
+    some are market-wide, a fifth carry a body."""
+    generator = random.Random(seed)
+    published = datetime.now(timezone.utc) - timedelta(hours=6)
+    for index in range(count):
+        published += timedelta(seconds=generator.randint(0, 2))
+        yield json.dumps(_article(index, generator, published, names, generator.choice(entities))).encode()
+
+
+def _article(index: int, generator: random.Random, published: datetime, names: RunNames, entity: KnownEntity) -> dict[str, object]:
+    source = generator.choice(SOURCES)
+    words = {
+        "name": entity.name,
+        "ticker": entity.ticker,
+        "move": generator.choice(MOVES),
+        "move_past": generator.choice(("gained", "lost")),
+        "pct": round(generator.uniform(0.5, 14.0), 1),
+        "verdict": generator.choice(VERDICTS),
+        "segment": generator.choice(SEGMENTS),
+        "jobs": generator.randrange(200, 12_000, 100),
+        "amount": generator.randint(1, 60),
+    }
+    style = index % 3
+    if index % 11 == 0:
+        headline = generator.choice(MARKET_HEADLINES).format(**words)
+    elif style == 2:
+        headline = f"${entity.ticker} " + generator.choice(MOVES) + f" {words['pct']}% in pre-market trading"
+    else:
+        headline = generator.choice(HEADLINE_TEMPLATES).format(**words)
+    article: dict[str, object] = {
+        "id": f"{names.id_prefix}{index}",
+        "published_at": published.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "headline": headline,
+        "source": source,
+        "url": f"https://news.example.com/{source.lower().replace(' ', '-')}/{index}",
+        "lang": "en",
+    }
+    if style == 0:
+        article["tickers"] = [entity.ticker]
+    if index % 5 == 0:
+        sentences = generator.sample(BODY_SENTENCES, k=generator.randint(2, 4))
+        article["body"] = " ".join(sentence.format(**words) for sentence in sentences)
+    return article
+
+
+def produce_backlog(bootstrap: str, topic: str, values: Iterator[bytes], count: int, partitions: int) -> None:
+    """Send every value round-robin over the partitions and wait until the broker acknowledged all."""
+    producer = create_producer(KafkaOptions(bootstrap, client_id="finsent-bench-producer"), linger_ms=20)
+    try:
+        futures = []
+        for index, value in enumerate(tqdm(values, total=count, desc="producing", unit="msg", leave=False)):
+            futures.append(producer.send(topic, value=value, partition=index % partitions))
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def measure_plain_loop(bootstrap: str, topic: str, group: str, messages: int, batch_size: int) -> Throughput:
+    """The baseline: consume in a group, json.loads each value, commit after every poll."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        client_id="finsent-bench-plain",
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        max_poll_records=batch_size,
+    )
+    try:
+        consumer.subscribe([topic])
+        clock = ProgressClock(messages, "plain kafka-python loop")
+        read = 0
+        while not clock.done:
+            polled = consumer.poll(timeout_ms=500)
+            for records in polled.values():
+                for record in records:
+                    json.loads(record.value)
+                read += len(records)
+            if polled:
+                consumer.commit()
+            clock.observe(read)
+        return clock.result()
+    finally:
+        consumer.close(autocommit=False)
+
+
+def measure_worker(settings: Settings, engine: Engine, messages: int) -> Throughput:
+    """The pipeline: the finsent worker in a thread; progress is the growth of the articles table."""
+    rows_before = count_articles(engine)
+    worker = Worker(settings)
+    worker.start()
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=_run_capturing, args=(worker.run, errors), name="finsent-worker", daemon=True)
+    thread.start()
+    try:
+        clock = ProgressClock(messages, "finsent worker -> PostgreSQL")
+        while not clock.done:
+            if errors or not thread.is_alive():
+                raise BenchError(f"the worker stopped early: {errors[0]!r}" if errors else "the worker stopped early")
+            time.sleep(PROGRESS_INTERVAL_S)
+            clock.observe(count_articles(engine) - rows_before)
+        return clock.result()
+    finally:
+        worker.stop.set()
+        thread.join(timeout=30)
+
+
+def _run_capturing(target: Callable[[], None], errors: list[BaseException]) -> None:
+    try:
+        target()
+    except BaseException as error:  # noqa: BLE001 - reported by the measuring thread
+        errors.append(error)
+
+
+def count_articles(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one())
+
+
+def count_mentions(engine: Engine, names: RunNames) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                sa.text("SELECT count(*) FROM article_entities WHERE article_id LIKE :prefix"),
+                {"prefix": names.id_prefix + "%"},
+            ).scalar_one()
+        )
+
+
+def worker_settings(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path) -> Settings:
+    return Settings.load(
+        {
+            "FINSENT_KAFKA_BOOTSTRAP": infra.bootstrap,
+            "FINSENT_DATABASE_URL": infra.database_url,
+            "FINSENT_TOPIC_NEWS": names.topic,
+            "FINSENT_TOPIC_DEAD_LETTER": names.dead_letter,
+            "FINSENT_TOPIC_ALERTS": names.alerts,
+            "FINSENT_TOPIC_PARTITIONS": str(options.partitions),
+            "FINSENT_CONSUMER_GROUP": names.worker_group,
+            "FINSENT_BATCH_SIZE": str(options.batch_size),
+            "FINSENT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            "FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_INTERVAL_MS),
+            "FINSENT_DATA_DIR": str(data_dir),
+        }
+    )
+
+
+def peak_rss_mib() -> float:
+    """High-water mark of this process's resident memory (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+# ---------------------------------------------------------------- infrastructure
+
+
+@contextmanager
+def infrastructure(options: BenchOptions, workdir: Path) -> Iterator[Infrastructure]:
+    """The broker and database to measure against: external ones if given, else embedded ones."""
+    with ExitStack() as stack:
+        bootstrap = options.kafka
+        if not bootstrap:
+            broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "tansu.log"))
+            bootstrap = broker.bootstrap
+        url = options.database_url
+        if not url:
+            server = EmbeddedPostgres(workdir, delete_on_exit=True)
+            stack.callback(server.stop)
+            url = server.start()
+        engine = make_engine(url, pool_size=1, application_name="finsent-bench")
+        stack.callback(engine.dispose)
+        upgrade(engine)
+        version = server_version(engine)
+        yield Infrastructure(
+            bootstrap=bootstrap,
+            database_url=url,
+            broker_label=f"kafka at {bootstrap}" if options.kafka else "embedded tansu",
+            database_label=f"postgres {version} at {redacted(url)}" if options.database_url else f"embedded postgres {version}",
+            external_broker=bool(options.kafka),
+            external_database=bool(options.database_url),
+        )
+
+
+def server_version(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(connection.execute(sa.text("SHOW server_version")).scalar_one()).split()[0]
+
+
+def remove_run_data(infra: Infrastructure, engine: Engine, names: RunNames) -> None:
+    """On external services, delete what this run created (embedded ones vanish on their own)."""
+    if infra.external_database:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM articles WHERE id LIKE :prefix"), {"prefix": names.id_prefix + "%"})
+    if infra.external_broker:
+        admin = create_admin(KafkaOptions(infra.bootstrap, client_id="finsent-bench-admin"))
+        try:
+            admin.delete_topics([names.topic, names.dead_letter])
+        except KafkaError as error:
+            print(f"note: could not delete topics {names.topic}, {names.dead_letter}: {error}", file=sys.stderr)
+        finally:
+            admin.close()
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class Report:
+    options: BenchOptions
+    infra: Infrastructure
+    baseline: Throughput
+    pipeline: Throughput
+    batches: BatchLog
+    mentions: int
+    rss_after_produce_mib: float
+    rss_after_baseline_mib: float
+    rss_peak_mib: float
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else "n/a"
+
+
+def _row(label: str, result: Throughput) -> str:
+    return f"{label:<35}{_rate(result.steady_rate):>14}{_rate(result.rate_including_join):>21}{result.time_to_first_s:>18.2f} s"
+
+
+def _overhead(baseline: Throughput, pipeline: Throughput) -> str:
+    if baseline.steady_rate is None or pipeline.steady_rate is None:
+        return "pipeline overhead: n/a (too few messages for a steady rate)"
+    ratio = baseline.steady_rate / pipeline.steady_rate
+    if ratio >= 1:
+        return f"pipeline overhead: {ratio:.2f}× slower than the plain loop"
+    return f"pipeline overhead: {1 / ratio:.2f}× faster than the plain loop"
+
+
+def render(report: Report) -> str:
+    options, batches = report.options, report.batches
+    latency = (
+        f"batch latency p50 {percentile(batches.durations_ms, 0.50):.1f} ms p95 {percentile(batches.durations_ms, 0.95):.1f} ms"
+        if batches.durations_ms
+        else "batch latency n/a"
+    )
+    mean_batch = sum(batches.sizes) / len(batches.sizes) if batches.sizes else 0.0
+    return "\n".join(
+        [
+            f"finsent ingest benchmark: {options.messages} messages, {options.partitions} partitions, "
+            f"batch {options.batch_size}, broker={report.infra.broker_label}, db={report.infra.database_label}",
+            f"{'':<35}{'msg/s (steady)':>14}{'msg/s (incl. join)':>21}{'time to first':>20}",
+            _row("plain kafka-python consume loop", report.baseline),
+            _row("finsent worker → PostgreSQL", report.pipeline),
+            f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
+            "",
+            f"worker: {len(batches.sizes)} batches of {mean_batch:.0f} messages on average, "
+            f"{options.messages} articles and {report.mentions} entity mentions stored",
+            "steady = messages after the first sighting / (last - first sighting); incl. join = all messages / "
+            "(last sighting - subscribe); worker progress polled every "
+            f"{PROGRESS_INTERVAL_S * 1000:.0f} ms",
+            "batch latency = validate -> transaction -> offset commit of one batch (poll time excluded)",
+            f"peak RSS = this Python process only (after producing {report.rss_after_produce_mib:.0f} MiB, "
+            f"after the plain loop {report.rss_after_baseline_mib:.0f} MiB); broker and PostgreSQL not included",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def run(options: BenchOptions) -> Report:
+    names = RunNames(uuid.uuid4().hex[:10])
+    with tempfile.TemporaryDirectory(prefix="finsent-bench-") as tmp, infrastructure(options, Path(tmp)) as infra:
+        ensure_topics(KafkaOptions(infra.bootstrap, client_id="finsent-bench-admin"), [names.topic, names.dead_letter], options.partitions)
+        values = headline_messages(options.messages, names, load_entities(None))
+        produce_backlog(infra.bootstrap, names.topic, values, options.messages, options.partitions)
+        rss_after_produce = peak_rss_mib()
+        baseline = measure_plain_loop(infra.bootstrap, names.topic, names.baseline_group, options.messages, options.batch_size)
+        rss_after_baseline = peak_rss_mib()
+        batches = BatchLog()
+        worker_log = logging.getLogger("pipeline.worker")
+        worker_log.addHandler(batches)
+        engine = make_engine(infra.database_url, pool_size=1, application_name="finsent-bench")
+        try:
+            settings = worker_settings(infra, names, options, Path(tmp) / "data")
+            pipeline = measure_worker(settings, engine, options.messages)
+            mentions = count_mentions(engine, names)
+            remove_run_data(infra, engine, names)
+        finally:
+            worker_log.removeHandler(batches)
+            engine.dispose()
+        return Report(options, infra, baseline, pipeline, batches, mentions, rss_after_produce, rss_after_baseline, peak_rss_mib())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def parse_options(argv: list[str] | None = None) -> BenchOptions:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=_positive_int, default=20_000, help="messages to produce and drain (default 20000)")
+    parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions of the benchmark topic (default 4)")
+    parser.add_argument("--batch-size", type=_positive_int, default=256, help="worker batch size and baseline max_poll_records (default 256)")
+    parser.add_argument("--kafka", default=os.environ.get("FINSENT_BENCH_KAFKA", ""), metavar="HOST:PORT",
+                        help="external broker (env FINSENT_BENCH_KAFKA); default: start the embedded one")
+    parser.add_argument("--database-url", default=os.environ.get("FINSENT_BENCH_DATABASE_URL", ""), metavar="URL",
+                        help="external scratch PostgreSQL (env FINSENT_BENCH_DATABASE_URL); default: start an embedded one")
+    args = parser.parse_args(argv)
+    return BenchOptions(args.messages, args.partitions, args.batch_size, args.kafka.strip(), args.database_url.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    configure_logging("WARNING")
+    logging.getLogger("pipeline.worker").setLevel(logging.INFO)
+    logging.getLogger("pipeline.worker").propagate = False
+    try:
+        report = run(options)
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Storage against the real PostgreSQL: migrations equal the models, writes are idempotent, queries return frames."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from consumers.batch_consumer import SinkUnavailable
+from consumers.schema import parse_news
+from pipeline.entities import EntityMatcher, load_entities
+from pipeline.worker import ArticleSink
+from storage.engine import make_engine
+from storage.migrate import current_revision, ensure_schema, head_revision
+from storage.models import Base
+from storage.queries import articles_for_entity, timesteps_for_entity
+from storage.writes import ArticleRecord, EntityMention, WriteCounts, write_articles
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
+
+
+def record(index: int, *entities: str) -> ArticleRecord:
+    return ArticleRecord(
+        id=f"a{index}", published_at=T0 + timedelta(minutes=index), headline=f"headline {index}", body="",
+        source="wire", url=None, lang="en",
+        entities=tuple(EntityMention(entity, "tickers") for entity in entities) + (EntityMention("MARKET", "market"),),
+    )
+
+
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert current_revision(engine) == head_revision()
+
+
+def test_writes_are_idempotent(engine: Engine) -> None:
+    batch = [record(1, "AAPL"), record(2, "MSFT", "AAPL"), record(1, "AAPL")]
+    with engine.begin() as connection:
+        first = write_articles(connection, batch)
+    with engine.begin() as connection:
+        second = write_articles(connection, batch)
+    assert first == WriteCounts(articles_new=2, articles_seen_before=0, mentions_new=5)
+    assert second == WriteCounts(articles_new=0, articles_seen_before=2, mentions_new=0)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one() == 2
+        assert connection.execute(sa.text("SELECT count(*) FROM article_entities")).scalar_one() == 5
+
+
+def test_articles_for_entity_frame(engine: Engine) -> None:
+    with engine.begin() as connection:
+        write_articles(connection, [record(i, "AAPL" if i % 2 else "MSFT") for i in range(10)])
+    frame = articles_for_entity(engine, "AAPL", T0, T0 + timedelta(minutes=6))
+    assert list(frame["id"]) == ["a1", "a3", "a5"]
+    assert str(frame["published_at"].dt.tz) == "UTC"
+    assert frame["p_negative"].isna().all(), "not scored yet"
+    empty = timesteps_for_entity(engine, "AAPL", 300, T0, T0 + timedelta(hours=1))
+    assert empty.empty and "emotion_index" in empty.columns
+
+
+def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engine) -> None:
+    matcher = EntityMatcher(load_entities(None), "MARKET")
+    items = [parse_news(b'{"published_at": "2026-03-02T14:30:00Z", "headline": "Apple and $NVDA rally"}')]
+    ArticleSink(engine, matcher)(items)
+    with engine.connect() as connection:
+        entities = set(connection.execute(sa.text("SELECT entity FROM article_entities")).scalars())
+    assert entities == {"AAPL", "NVDA", "MARKET"}
+
+    unreachable = make_engine("postgresql://finsent@127.0.0.1:1/finsent")
+    with pytest.raises(SinkUnavailable):
+        ArticleSink(unreachable, matcher)(items)
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[Engine]:
+    name = f"finsent_empty_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(database_url)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.ProgrammingError as error:
+        pytest.skip(f"cannot create a scratch database on the test server: {error}")
+    engine = make_engine(make_url(database_url).set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}"'))
+    admin.dispose()
+
+
+def test_worker_start_migrates_an_empty_database(empty_database: Engine) -> None:
+    assert current_revision(empty_database) is None
+    ensure_schema(empty_database)
+    assert current_revision(empty_database) == head_revision()
+    ensure_schema(empty_database)
