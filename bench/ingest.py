@@ -16,6 +16,8 @@ What it measures
     - msg/s (incl. join): N / (last sighting - consumer subscribed);
     - time to first: consumer subscribed -> first record (baseline) or first stored row (worker),
       mostly the group join (about half of the session timeout, 6 s here).
+    The overhead ratio compares the steady rates. Everything (this process, the broker and
+    PostgreSQL) shares the machine's cores, as a single-host deployment would.
     It also prints the worker's per-batch latency (validate -> transaction -> offset commit, from
     its "batch" log line; poll time excluded) and the peak RSS of this Python process (the broker
     and PostgreSQL run as separate processes and are not included).
@@ -48,6 +50,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
 from kafka import KafkaConsumer
@@ -117,6 +120,8 @@ class BenchOptions:
 class Infrastructure:
     bootstrap: str
     database_url: str
+    engine: Engine
+    """For the benchmark's own queries (progress, counts, clean-up); the worker opens its own."""
     broker_label: str
     database_label: str
     external_broker: bool
@@ -179,6 +184,37 @@ class Throughput:
         return self.first_at - self.started_at
 
 
+class Progress(Protocol):
+    def update(self, n: int = 1) -> object: ...
+
+    def close(self) -> None: ...
+
+
+class ProgressLine:
+    """Progress for a stderr that is not a terminal (CI logs): a line a second, not a redrawn bar."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self._total = total
+        self._label = label
+        self._count = 0
+        self._next_line_at = time.monotonic() + 1.0
+
+    def update(self, n: int = 1) -> None:
+        self._count += n
+        if time.monotonic() >= self._next_line_at:
+            self.close()
+            self._next_line_at = time.monotonic() + 1.0
+
+    def close(self) -> None:
+        print(f"{self._label}: {self._count}/{self._total} messages", file=sys.stderr, flush=True)
+
+
+def progress(total: int, label: str) -> Progress:
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=label, unit="msg", leave=False, dynamic_ncols=True)
+    return ProgressLine(total, label)
+
+
 class ProgressClock:
     """Turns a growing count into a Throughput; raises BenchError when the count stops growing."""
 
@@ -188,7 +224,7 @@ class ProgressClock:
         self._first: tuple[float, int] | None = None
         self._last_change = self.started_at
         self._count = 0
-        self._bar = tqdm(total=messages, desc=label, unit="msg", leave=False, dynamic_ncols=True)
+        self._bar = progress(messages, label)
 
     @property
     def done(self) -> bool:
@@ -196,13 +232,14 @@ class ProgressClock:
 
     def observe(self, count: int) -> None:
         now = time.monotonic()
+        self._bar.update(max(0, count - self._count))
         if count > self._count:
             if self._first is None:
                 self._first = (now, count)
-            self._bar.update(count - self._count)
             self._count = count
             self._last_change = now
         elif now - self._last_change > STALL_TIMEOUT_S:
+            self._bar.close()
             raise BenchError(
                 f"no progress for {STALL_TIMEOUT_S:.0f}s at {self._count} of {self.messages} messages: "
                 "check the broker and database, and the dead-letter topic for rejected messages"
@@ -281,14 +318,17 @@ def _article(index: int, generator: random.Random, published: datetime, names: R
 def produce_backlog(bootstrap: str, topic: str, values: Iterator[bytes], count: int, partitions: int) -> None:
     """Send every value round-robin over the partitions and wait until the broker acknowledged all."""
     producer = create_producer(KafkaOptions(bootstrap, client_id="finsent-bench-producer"), linger_ms=20)
+    bar = progress(count, "producing")
     try:
         futures = []
-        for index, value in enumerate(tqdm(values, total=count, desc="producing", unit="msg", leave=False)):
+        for index, value in enumerate(values):
             futures.append(producer.send(topic, value=value, partition=index % partitions))
+            bar.update(1)
         producer.flush()
         for future in futures:
             future.get(timeout=30)
     finally:
+        bar.close()
         producer.close(timeout=10)
 
 
@@ -330,11 +370,11 @@ def measure_worker(settings: Settings, engine: Engine, messages: int) -> Through
     rows_before = count_articles(engine)
     worker = Worker(settings)
     worker.start()
+    clock = ProgressClock(messages, "finsent worker -> PostgreSQL")
     errors: list[BaseException] = []
     thread = threading.Thread(target=_run_capturing, args=(worker.run, errors), name="finsent-worker", daemon=True)
     thread.start()
     try:
-        clock = ProgressClock(messages, "finsent worker -> PostgreSQL")
         while not clock.done:
             if errors or not thread.is_alive():
                 raise BenchError(f"the worker stopped early: {errors[0]!r}" if errors else "the worker stopped early")
@@ -420,6 +460,7 @@ def infrastructure(options: BenchOptions, workdir: Path) -> Iterator[Infrastruct
         yield Infrastructure(
             bootstrap=bootstrap,
             database_url=url,
+            engine=engine,
             broker_label=f"kafka at {bootstrap}" if options.kafka else "embedded tansu",
             database_label=f"postgres {version} at {redacted(url)}" if options.database_url else f"embedded postgres {version}",
             external_broker=bool(options.kafka),
@@ -432,10 +473,10 @@ def server_version(engine: Engine) -> str:
         return str(connection.execute(sa.text("SHOW server_version")).scalar_one()).split()[0]
 
 
-def remove_run_data(infra: Infrastructure, engine: Engine, names: RunNames) -> None:
+def remove_run_data(infra: Infrastructure, names: RunNames) -> None:
     """On external services, delete what this run created (embedded ones vanish on their own)."""
     if infra.external_database:
-        with engine.begin() as connection:
+        with infra.engine.begin() as connection:
             connection.execute(sa.text("DELETE FROM articles WHERE id LIKE :prefix"), {"prefix": names.id_prefix + "%"})
     if infra.external_broker:
         admin = create_admin(KafkaOptions(infra.bootstrap, client_id="finsent-bench-admin"))
@@ -490,7 +531,8 @@ def render(report: Report) -> str:
     mean_batch = sum(batches.sizes) / len(batches.sizes) if batches.sizes else 0.0
     return "\n".join(
         [
-            f"finsent ingest benchmark: {options.messages} messages, {options.partitions} partitions, "
+            f"finsent ingest benchmark: {options.messages} messages, {options.partitions} "
+            f"partition{'s' if options.partitions != 1 else ''}, "
             f"batch {options.batch_size}, broker={report.infra.broker_label}, db={report.infra.database_label}",
             f"{'':<35}{'msg/s (steady)':>14}{'msg/s (incl. join)':>21}{'time to first':>20}",
             _row("plain kafka-python consume loop", report.baseline),
@@ -516,24 +558,27 @@ def run(options: BenchOptions) -> Report:
     names = RunNames(uuid.uuid4().hex[:10])
     with tempfile.TemporaryDirectory(prefix="finsent-bench-") as tmp, infrastructure(options, Path(tmp)) as infra:
         ensure_topics(KafkaOptions(infra.bootstrap, client_id="finsent-bench-admin"), [names.topic, names.dead_letter], options.partitions)
-        values = headline_messages(options.messages, names, load_entities(None))
-        produce_backlog(infra.bootstrap, names.topic, values, options.messages, options.partitions)
-        rss_after_produce = peak_rss_mib()
-        baseline = measure_plain_loop(infra.bootstrap, names.topic, names.baseline_group, options.messages, options.batch_size)
-        rss_after_baseline = peak_rss_mib()
-        batches = BatchLog()
-        worker_log = logging.getLogger("pipeline.worker")
-        worker_log.addHandler(batches)
-        engine = make_engine(infra.database_url, pool_size=1, application_name="finsent-bench")
         try:
-            settings = worker_settings(infra, names, options, Path(tmp) / "data")
-            pipeline = measure_worker(settings, engine, options.messages)
-            mentions = count_mentions(engine, names)
-            remove_run_data(infra, engine, names)
+            return measure_both(options, infra, names, Path(tmp) / "data")
         finally:
-            worker_log.removeHandler(batches)
-            engine.dispose()
-        return Report(options, infra, baseline, pipeline, batches, mentions, rss_after_produce, rss_after_baseline, peak_rss_mib())
+            remove_run_data(infra, names)
+
+
+def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, data_dir: Path) -> Report:
+    values = headline_messages(options.messages, names, load_entities(None))
+    produce_backlog(infra.bootstrap, names.topic, values, options.messages, options.partitions)
+    rss_after_produce = peak_rss_mib()
+    baseline = measure_plain_loop(infra.bootstrap, names.topic, names.baseline_group, options.messages, options.batch_size)
+    rss_after_baseline = peak_rss_mib()
+    batches = BatchLog()
+    worker_log = logging.getLogger("pipeline.worker")
+    worker_log.addHandler(batches)
+    try:
+        pipeline = measure_worker(worker_settings(infra, names, options, data_dir), infra.engine, options.messages)
+    finally:
+        worker_log.removeHandler(batches)
+    mentions = count_mentions(infra.engine, names)
+    return Report(options, infra, baseline, pipeline, batches, mentions, rss_after_produce, rss_after_baseline, peak_rss_mib())
 
 
 def _positive_int(text: str) -> int:
@@ -550,7 +595,8 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=_positive_int, default=20_000, help="messages to produce and drain (default 20000)")
     parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions of the benchmark topic (default 4)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, help="worker batch size and baseline max_poll_records (default 256)")
+    parser.add_argument("--batch-size", type=_positive_int, default=256,
+                        help="worker batch size and baseline max_poll_records (default 256)")
     parser.add_argument("--kafka", default=os.environ.get("FINSENT_BENCH_KAFKA", ""), metavar="HOST:PORT",
                         help="external broker (env FINSENT_BENCH_KAFKA); default: start the embedded one")
     parser.add_argument("--database-url", default=os.environ.get("FINSENT_BENCH_DATABASE_URL", ""), metavar="URL",
@@ -562,6 +608,7 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     configure_logging("WARNING")
+    # The worker's INFO "batch" lines feed BatchLog; they would drown the progress on stderr.
     logging.getLogger("pipeline.worker").setLevel(logging.INFO)
     logging.getLogger("pipeline.worker").propagate = False
     try:

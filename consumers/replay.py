@@ -141,7 +141,7 @@ def _open_text(path: Path) -> Iterator[str]:
         raise ReplayFileError(f"{path}: is a directory, expected a .jsonl or .csv file")
     try:
         raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
-        with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
             yield from text
     except UnicodeDecodeError as error:
         raise ReplayFileError(f"{path}: not UTF-8 text ({error}); save it as UTF-8") from None

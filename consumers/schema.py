@@ -119,7 +119,7 @@ def _parse(value: bytes | None, max_message_bytes: int) -> NewsItem:
     article_id = _optional_text(document, "id", MAX_ID_CHARS)
     derived = not article_id or not article_id.strip()
     if derived:
-        article_id = derive_id(extras["source"], published_at, headline)
+        article_id = derive_id(extras["source"], published_at, headline.strip())
     return NewsItem(
         id=article_id.strip(),
         published_at=published_at,

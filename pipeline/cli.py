@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    demo = commands.add_parser("demo", help="run the whole system on embedded defaults with the shipped sample news")
+    demo.add_argument("--reset", action="store_true", help="empty the demo database first")
+    demo.add_argument("--speedup", type=_positive_float, default=240.0, help="time compression of the replay (default 240)")
+    demo.add_argument("--file", type=Path, help="replay this news file instead of the shipped sample")
+    demo.set_defaults(handler=_run_demo)
+
     worker = commands.add_parser("worker", help="consume news, store articles and scores (runs until SIGTERM/Ctrl-C)")
     worker.set_defaults(handler=_run_worker)
 
@@ -72,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="show every setting, its variable, value and meaning")
     config.set_defaults(handler=_show_config)
     return parser
+
+
+def _run_demo(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.demo import DemoOptions, run_demo
+
+    if settings.log_level == "INFO":
+        logging.getLogger().setLevel(logging.WARNING)  # the demo shows progress bars and a summary instead
+    return run_demo(settings, DemoOptions(speedup=arguments.speedup, reset=arguments.reset, news_file=arguments.file))
 
 
 def _run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ def load_entities(path: Path | None) -> list[KnownEntity]:
         origin = "shipped entity list"
     else:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise UserError(f"entity list {path} not found: fix FINSENT_ENTITIES_FILE or unset it") from None
         except UnicodeDecodeError:

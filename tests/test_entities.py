@@ -80,7 +80,7 @@ def test_names_and_aliases_matched(matcher: EntityMatcher, text: str, expected: 
     assert found(matcher, news(text)) == {**expected, MARKET: "market"}
 
 
-@pytest.mark.parametrize("text", ["apple pie recipes", "Pineapple prices soar", "APPLE growers", "Applesauce sales"])
+@pytest.mark.parametrize("text", ["apple pie recipes", "Pineapple prices soar", "APPLE growers", "Applesauce sales", "BigApple fest", "Fordham University"])
 def test_names_are_case_sensitive_whole_words(matcher: EntityMatcher, text: str) -> None:
     assert found(matcher, news(text)) == {MARKET: "market"}
 
@@ -142,3 +142,9 @@ def test_missing_file_rejected(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found") as raised:
         load_entities(missing)
     assert str(missing) in str(raised.value)
+
+
+def test_csv_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "entities.csv"
+    path.write_text("ticker,name,aliases\nACME,Acme Corp,\n", encoding="utf-8-sig")
+    assert load_entities(path) == [KnownEntity("ACME", "Acme Corp", ())]

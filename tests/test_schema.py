@@ -66,6 +66,8 @@ def test_derived_id_is_stable_across_offset_notations() -> None:
     instant = datetime(2024, 5, 1, 13, 30, tzinfo=timezone.utc)
     assert items[0].id == derive_id("wire", instant, "Fed holds rates")
     assert len(items[0].id) == 64
+    plus_two = timezone(timedelta(hours=2))
+    assert derive_id("wire", instant.astimezone(plus_two), "Fed holds rates") == items[0].id
 
 
 @pytest.mark.parametrize(
@@ -159,3 +161,9 @@ def test_oversized_rejected_against_configured_limit() -> None:
     result = parse_news(value, max_message_bytes=64)
     assert result == RejectedMessage("oversized", f"message is {len(value)} bytes, over the limit of 64")
     assert isinstance(parse_news(value, max_message_bytes=len(value)), NewsItem)
+
+
+def test_derived_id_ignores_surrounding_whitespace_of_the_headline() -> None:
+    padded = parsed({"published_at": PUBLISHED, "headline": "  Fed holds rates  ", "source": "wire"})
+    plain = parsed({"published_at": PUBLISHED, "headline": "Fed holds rates", "source": "wire"})
+    assert padded.id == plain.id

@@ -1,0 +1,131 @@
+"""`finsent demo`: the whole system on embedded defaults, in one command.
+
+Starts the embedded broker and the embedded PostgreSQL (kept under the data dir afterwards, so
+`finsent` query commands work on it), runs a worker, replays the shipped sample stream with
+time compression and prints what landed in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from tqdm import tqdm
+
+from consumers.embedded_broker import EmbeddedBroker
+from consumers.kafka_clients import create_producer, ensure_topics
+from consumers.replay import ReplayLine, ReplaySummary, count_records, read_news_file, replay
+from pipeline.config import Settings
+from pipeline.database import open_database
+from pipeline.worker import Worker, kafka_options
+from storage.migrate import ensure_schema
+from storage.models import Base
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RESOURCE = "data/demo_news.jsonl"
+DEFAULT_SPEEDUP = 240.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    speedup: float = DEFAULT_SPEEDUP
+    reset: bool = False
+    news_file: Path | None = None
+
+
+def sample_news_file() -> Path:
+    return Path(str(resources.files("pipeline").joinpath(SAMPLE_RESOURCE)))
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> int:
+    news_file = options.news_file or sample_news_file()
+    total = count_records(news_file)
+    broker = EmbeddedBroker()
+    broker.start()
+    settings = settings.replace(kafka_bootstrap=broker.bootstrap)
+    database = open_database(settings)
+    worker: Worker | None = None
+    thread: threading.Thread | None = None
+    try:
+        ensure_schema(database.engine)
+        if options.reset:
+            _reset(database.engine)
+        print(f"finsent demo: broker {broker.bootstrap} (embedded), database {_where(settings)}", file=sys.stderr)
+        ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter], settings.topic_partitions)
+        worker = Worker(settings)
+        worker.start()
+        thread = threading.Thread(target=worker.run, name="finsent-worker", daemon=True)
+        thread.start()
+        summary = _replay(settings, news_file, total, options.speedup)
+        _wait_for_worker(database.engine, _valid_ids(news_file, settings.max_message_bytes))
+        _print_summary(database.engine, summary)
+        return 0
+    finally:
+        if worker is not None:
+            worker.stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
+        database.close()
+        broker.stop()
+
+
+def _replay(settings: Settings, news_file: Path, total: int, speedup: float) -> ReplaySummary:
+    producer = create_producer(kafka_options(settings, "finsent-demo"))
+    try:
+        with tqdm(total=total, unit="msg", desc=f"replaying at {speedup:g}x", file=sys.stderr, mininterval=0.5) as bar:
+            return replay(news_file, producer, settings.topic_news, speedup=speedup, progress=bar.update)
+    finally:
+        producer.close(timeout=10)
+
+
+def _wait_for_worker(engine: Engine, article_ids: list[str], timeout_s: float = 300.0) -> None:
+    """Until every replayed article is in the database (the worker may still be draining the topic)."""
+    deadline = time.monotonic() + timeout_s
+    statement = sa.text("SELECT count(*) FROM articles WHERE id = ANY(:ids)")
+    with tqdm(total=len(article_ids), unit="article", desc="worker catching up", file=sys.stderr, mininterval=0.5) as bar:
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                stored = int(connection.execute(statement, {"ids": article_ids}).scalar_one())
+            bar.update(stored - bar.n)
+            if stored >= len(article_ids):
+                return
+            time.sleep(0.5)
+    raise TimeoutError(f"the worker stored fewer than {len(article_ids)} articles within {timeout_s:.0f}s")
+
+
+def _valid_ids(news_file: Path, max_message_bytes: int) -> list[str]:
+    return sorted({entry.item.id for entry in read_news_file(news_file, max_message_bytes) if isinstance(entry, ReplayLine)})
+
+
+def _reset(engine: Engine) -> None:
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    print("finsent demo: database reset", file=sys.stderr)
+
+
+def _print_summary(engine: Engine, summary: ReplaySummary) -> None:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT entity, count(*) AS articles FROM article_entities "
+                "GROUP BY entity ORDER BY articles DESC, entity LIMIT 15"
+            )
+        ).all()
+        total = connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one()
+    print(f"\nreplayed {summary.sent} messages in {summary.elapsed_s:.0f}s; {total} articles in the database")
+    print(f"{'entity':<10}{'articles':>10}")
+    for entity, articles in rows:
+        print(f"{entity:<10}{articles:>10}")
+
+
+def _where(settings: Settings) -> str:
+    return "from FINSENT_DATABASE_URL" if settings.database_url else f"embedded under {settings.data_dir}"
