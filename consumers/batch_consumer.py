@@ -74,6 +74,10 @@ class _RevocationTracker(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.revoked.difference_update(assigned)
+        log.info(
+            "partitions_assigned",
+            extra={"kv": {"partitions": ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(assigned)) or "none"}},
+        )
 
 
 class BatchConsumer:
@@ -137,6 +141,10 @@ class BatchConsumer:
         report.duration_s = time.monotonic() - started
         report.lag = self._lag()
         return report
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this consumer owns right now (empty while a rebalance is in progress)."""
+        return set(self._consumer.assignment())
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

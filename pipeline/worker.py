@@ -11,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from kafka import TopicPartition
+
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, ProgrammingError
 
@@ -115,6 +117,9 @@ class Worker:
             self._consumer.run()
         finally:
             self.close()
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._consumer.assignment() if self._consumer is not None else set()
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -136,8 +136,12 @@ def test_workers_joining_and_leaving_the_group_store_everything_once(
     first = RunningWorker(small_batches)
     wait_until(lambda: count_articles(engine) >= 200, timeout_s=120, what="the first worker to start storing")
     second = RunningWorker(small_batches)  # joins the group: partitions are rebalanced mid-stream
+    # Leave only once the group is stable again: Tansu (unlike Kafka) keeps a member that leaves
+    # in the middle of a rebalance as the group leader, and the group never settles.
+    wait_until(lambda: first.worker.assignment() and second.worker.assignment(), timeout_s=60,
+               what="both workers to own partitions")
     produce(kafka_bootstrap, topics.news, messages[1500:])
-    wait_until(lambda: count_articles(engine) >= 2000, timeout_s=120, what="both workers to make progress")
+    wait_until(lambda: count_articles(engine) >= 1800, timeout_s=120, what="the shared group to make progress")
     first.stop()  # leaves the group: its partitions move to the second worker
     wait_until(lambda: count_articles(engine) == 3000, timeout_s=180, what="all 3000 articles")
     second.stop()
