@@ -116,12 +116,11 @@ def _parse(value: bytes | None, max_message_bytes: int) -> NewsItem:
         raise _Reject("empty_text", "headline and body are both missing or empty; at least one must have text")
     extras = {name: _optional_text(document, name, limit) for name, limit in MAX_SHORT_FIELD_CHARS.items()}
     tickers = _tickers(document)
-    article_id = _optional_text(document, "id", MAX_ID_CHARS)
-    derived = not article_id or not article_id.strip()
-    if derived:
-        article_id = derive_id(extras["source"], published_at, headline.strip())
+    given_id = (_optional_text(document, "id", MAX_ID_CHARS) or "").strip()
+    derived = not given_id
+    article_id = derive_id(extras["source"], published_at, headline.strip()) if derived else given_id
     return NewsItem(
-        id=article_id.strip(),
+        id=article_id,
         published_at=published_at,
         headline=headline.strip(),
         body=body.strip(),

