@@ -13,8 +13,9 @@ from consumers.kafka_clients import BrokerUnavailable, create_producer, ensure_t
 from consumers.replay import ReplayFileError, count_records, replay
 from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
+from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
-from pipeline.worker import Worker, kafka_options, stop_on_signals
+from pipeline.scoring.training_config import TrainingConfig
 from storage.migrate import SchemaOutdated
 
 EXIT_USER_ERROR = 2
@@ -75,6 +76,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     produce.set_defaults(handler=_produce)
 
+    train = commands.add_parser("train", help="fine-tune the sentiment model on labelled CSVs (text,label)")
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="CSV files with columns text,label")
+    train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
+    train.add_argument("--epochs", type=_positive_int, default=TrainingConfig.epochs)
+    train.add_argument("--batch-size", type=_positive_int, default=TrainingConfig.batch_size)
+    train.add_argument("--lr", type=_positive_float, default=TrainingConfig.learning_rate, help="learning rate")
+    train.add_argument("--rank", type=_positive_int, default=TrainingConfig.lora_rank, help="LoRA rank")
+    train.add_argument("--patience", type=_positive_int, default=TrainingConfig.patience, help="epochs without improvement before stopping")
+    train.add_argument("--seed", type=int, default=TrainingConfig.seed)
+    train.add_argument("--validation-fraction", type=_fraction, default=0.1, help="held out for early stopping")
+    train.add_argument("--folds", type=_positive_int, help="cross-validate with K folds instead of saving a model")
+    train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
+    train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("eval", help="classification report of the configured model on a labelled CSV")
+    evaluate.add_argument("--data", type=Path, required=True, help="CSV file with columns text,label")
+    evaluate.add_argument("--json", type=Path, help="where to write the report (default: <data>.eval.json here)")
+    evaluate.set_defaults(handler=_evaluate)
+
     config = commands.add_parser("config", help="show every setting, its variable, value and meaning")
     config.set_defaults(handler=_show_config)
     return parser
@@ -89,6 +110,8 @@ def _run_demo(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:
+    from pipeline.worker import Worker, stop_on_signals
+
     worker = Worker(settings)
     stop_on_signals(worker.stop)
     worker.start()
@@ -156,6 +179,56 @@ def _produce(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _train(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.scoring.workflows import cross_validate, load_training_data, train_and_save, write_json
+
+    if arguments.folds is None and arguments.out is None:
+        raise UserError("finsent train needs --out DIR for the model (or --folds K to cross-validate)")
+    if arguments.folds is not None and arguments.folds < 2:
+        raise UserError(f"--folds {arguments.folds}: cross-validation needs at least 2 folds")
+    data = load_training_data(arguments.data)
+    config = TrainingConfig(
+        epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
+        lora_rank=arguments.rank, lora_alpha=2.0 * arguments.rank, patience=arguments.patience, seed=arguments.seed,
+    )
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    on_file = arguments.target or arguments.data[0].name
+    if on_file not in {path.name for path in arguments.data}:
+        raise UserError(f"--target {on_file!r} is not one of the --data files: name one of them, e.g. {arguments.data[0].name}")
+    if arguments.folds is not None:
+        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction)
+        print(f"{arguments.folds}-fold cross-validation on {on_file}: "
+              f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}, "
+              f"macro-F1 {report['macro_f1_mean']:.4f} ± {report['macro_f1_std']:.4f}")
+        if arguments.report:
+            write_json(arguments.report, report)
+        return 0
+    command = "finsent train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "finsent train"
+    version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command)
+    print(f"saved {version} to {arguments.out}\nvalidation ({validation.count} held-out examples):\n{validation.render()}")
+    if arguments.report:
+        write_json(arguments.report, validation.to_json() | {"model_version": version})
+    return 0
+
+
+def _evaluate(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.scoring.dataset import read_labelled_csv
+    from pipeline.scoring.workflows import evaluate_scorer, write_json
+    from pipeline.worker import load_scorer
+
+    examples = read_labelled_csv(arguments.data)
+    scorer = load_scorer(settings)
+    report = evaluate_scorer(scorer, examples)
+    print(f"model {scorer.version} on {arguments.data} ({report.count} examples)\n{report.render()}")
+    target = arguments.json or Path(f"{arguments.data.stem}.eval.json")
+    write_json(target, report.to_json() | {"model_version": scorer.version, "data": str(arguments.data)})
+    print(f"report written to {target}")
+    return 0
+
+
 def _show_config(settings: Settings, _arguments: argparse.Namespace) -> int:
     for spec in SETTING_SPECS:
         value = getattr(settings, spec.field)
@@ -174,6 +247,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
 
 

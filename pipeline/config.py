@@ -105,6 +105,27 @@ def _bucket_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a whole number, 0 or more") from None
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
+def _label_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _quantize(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("none", "int8"):
+        raise ValueError("expected none or int8")
+    return value
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -146,7 +167,11 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
     SettingSpec("model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
     SettingSpec("model_device", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps"),
+    SettingSpec("model_labels", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)"),
+    SettingSpec("model_quantize", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU"),
+    SettingSpec("torch_threads", "0", _non_negative_int, "CPU threads for the model; 0 uses every core"),
     SettingSpec("bucket_widths", "5m,1h", _bucket_widths, "timestep widths of the per-entity emotion series"),
+    SettingSpec("emotion_half_life", "1h", parse_duration_seconds, "half-life of the decayed emotion index"),
     SettingSpec("entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
     SettingSpec("market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
     SettingSpec("log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
@@ -172,7 +197,11 @@ class Settings:
     data_dir: Path
     model_path: Path | None
     model_device: str
+    model_labels: tuple[str, ...]
+    model_quantize: str
+    torch_threads: int
     bucket_widths: tuple[int, ...]
+    emotion_half_life: int
     entities_file: Path | None
     market_entity: str
     log_level: str
@@ -219,6 +248,10 @@ class Settings:
             raise ConfigError(
                 "FINSENT_TOPIC_NEWS, FINSENT_TOPIC_DEAD_LETTER and FINSENT_TOPIC_ALERTS must be three different topics"
             )
+        if self.model_quantize == "int8" and self.model_device not in ("auto", "cpu"):
+            raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
+        if self.model_labels and len(self.model_labels) != 3:
+            raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
         for name in ("model_path", "entities_file"):
             path = getattr(self, name)
             if path is not None and not path.exists():

@@ -24,7 +24,8 @@ from consumers.kafka_clients import create_producer, ensure_topics
 from consumers.replay import ReplayLine, ReplaySummary, count_records, read_news_file, replay
 from pipeline.config import Settings
 from pipeline.database import open_database
-from pipeline.worker import Worker, kafka_options
+from pipeline.kafka_settings import kafka_options
+from pipeline.worker import Worker
 from storage.migrate import ensure_schema
 from storage.models import Base
 
@@ -116,15 +117,25 @@ def _print_summary(engine: Engine, summary: ReplaySummary) -> None:
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(
-                "SELECT entity, count(*) AS articles FROM article_entities "
-                "GROUP BY entity ORDER BY articles DESC, entity LIMIT 15"
+                "SELECT e.entity, count(*) AS articles, avg(s.sentiment) AS sentiment, "
+                "avg(CASE WHEN s.label = 'negative' THEN 1.0 ELSE 0.0 END) AS negative_share "
+                "FROM article_entities e LEFT JOIN article_scores s ON s.article_id = e.article_id "
+                "GROUP BY e.entity ORDER BY articles DESC, e.entity LIMIT 15"
             )
         ).all()
         total = connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one()
     print(f"\nreplayed {summary.sent} messages in {summary.elapsed_s:.0f}s; {total} articles in the database")
-    print(f"{'entity':<10}{'articles':>10}")
-    for entity, articles in rows:
-        print(f"{entity:<10}{articles:>10}")
+    print(f"{'entity':<10}{'articles':>10}{'sentiment':>11}{'negative':>10}")
+    for entity, articles, sentiment, negative_share in rows:
+        print(f"{entity:<10}{articles:>10}{_number(sentiment):>11}{_percent(negative_share):>10}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _where(settings: Settings) -> str:

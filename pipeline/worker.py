@@ -1,30 +1,33 @@
-"""Worker glue: Kafka batch consumer -> entities -> one PostgreSQL transaction per batch -> commit.
-
-The scoring step joins the same transaction when it lands (see the scoring issue).
-"""
+"""Worker glue: Kafka batch -> entities -> model scores -> ONE PostgreSQL transaction (articles,
+mentions, scores, timesteps) -> offset commit."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 
 from kafka import KafkaProducer, TopicPartition
-
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, ProgrammingError
 
 from consumers.batch_consumer import BatchConsumer, BatchReport, RetryPolicy, SinkUnavailable
 from consumers.dead_letter import DeadLetterPublisher
-from consumers.kafka_clients import KafkaOptions, create_consumer, create_producer, ensure_topics
+from consumers.kafka_clients import create_consumer, create_producer, ensure_topics
 from consumers.schema import NewsItem
 from pipeline.config import Settings
 from pipeline.database import Database, open_database
 from pipeline.entities import EntityMatcher, load_entities
+from pipeline.kafka_settings import kafka_options
 from storage.migrate import ensure_schema
-from storage.writes import ArticleRecord, write_articles
+from pipeline.scoring.scorer import ArticleScore, Scorer
+from pipeline.timesteps import TimestepConfig, update_timesteps
+from storage.writes import ArticleRecord, ScoreRecord, scored_article_ids, write_articles, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,47 @@ log = logging.getLogger(__name__)
 _INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, InternalError, ProgrammingError)
 
 
-class ArticleSink:
-    """Writes a validated batch in ONE transaction; raises SinkUnavailable when the database is down."""
+@dataclass
+class SinkStats:
+    """What the last batch cost, for the per-batch log line and metrics."""
 
-    def __init__(self, engine: Engine, matcher: EntityMatcher) -> None:
+    scored: int = 0
+    scoring_s: float = 0.0
+    writing_s: float = 0.0
+    timesteps: int = 0
+
+
+class ArticleSink:
+    """Scores a validated batch, then writes articles, mentions, scores and timesteps in ONE
+    transaction; raises SinkUnavailable when the database is down.
+
+    Scoring happens before the transaction opens (no locks held during inference); articles that
+    already have a score from this model (a replay, a batch retried after a crash) are not scored
+    again.
+    """
+
+    def __init__(self, engine: Engine, matcher: EntityMatcher, scorer: Scorer, timesteps: TimestepConfig) -> None:
         self._engine = engine
         self._matcher = matcher
+        self._scorer = scorer
+        self._timesteps = timesteps
+        self.stats = SinkStats()
 
     def __call__(self, items: Sequence[NewsItem]) -> None:
         records = [self.record_of(item) for item in items]
+        version = self._scorer.version
         try:
+            with self._engine.connect() as connection:
+                already_scored = scored_article_ids(connection, [r.id for r in records], version)
+            to_score = list({item.id: item for item in items if item.id not in already_scored}.values())
+            started = time.perf_counter()
+            scores = self._scorer.score_items(to_score)
+            scored_at = time.perf_counter()
             with self._engine.begin() as connection:
                 write_articles(connection, records)
+                write_scores(connection, [_score_record(item, score, version) for item, score in zip(to_score, scores, strict=True)])
+                timestep_rows = update_timesteps(connection, _earliest_per_entity(records), version, self._timesteps)
+            self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)
         except _INFRASTRUCTURE_ERRORS as error:
             raise SinkUnavailable(f"database unavailable: {_first_line(error)}") from error
         except DBAPIError as error:
@@ -64,16 +96,6 @@ class ArticleSink:
         )
 
 
-def kafka_options(settings: Settings, client_id: str = "finsent-worker") -> KafkaOptions:
-    return KafkaOptions(
-        bootstrap_servers=settings.kafka_bootstrap,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        client_id=client_id,
-        bootstrap_timeout_ms=settings.kafka_connect_timeout_ms,
-    )
-
-
 class Worker:
     """One scoring worker process; run several with the same consumer group to scale out."""
 
@@ -84,6 +106,7 @@ class Worker:
         self._database: Database | None = None
         self._consumer: BatchConsumer | None = None
         self._producer: KafkaProducer | None = None
+        self.sink: ArticleSink | None = None
 
     def start(self) -> None:
         """Connect everything and check it works; user mistakes surface here as UserError."""
@@ -93,19 +116,24 @@ class Worker:
         ensure_topics(options, [settings.topic_news, settings.topic_dead_letter], settings.topic_partitions)
         self._database = open_database(settings)
         ensure_schema(self._database.engine)
+        scorer = load_scorer(settings)
+        log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device)}})
+        self.sink = ArticleSink(
+            self._database.engine, matcher, scorer, TimestepConfig(settings.bucket_widths, settings.emotion_half_life)
+        )
         self._producer = create_producer(options)
         consumer = create_consumer(options, settings.consumer_group, max_poll_records=settings.batch_size)
         self._consumer = BatchConsumer(
             consumer,
             settings.topic_news,
-            ArticleSink(self._database.engine, matcher),
+            self.sink,
             DeadLetterPublisher(self._producer, settings.topic_dead_letter),
             batch_size=settings.batch_size,
             max_wait_ms=settings.batch_max_wait_ms,
             max_message_bytes=settings.max_message_bytes,
             retry=self._retry,
             stop=self.stop,
-            on_batch=_log_batch,
+            on_batch=self._log_batch,
         )
         self._consumer.subscribe()
 
@@ -117,6 +145,27 @@ class Worker:
             self._consumer.run()
         finally:
             self.close()
+
+    def _log_batch(self, report: BatchReport) -> None:
+        stats = self.sink.stats if self.sink is not None else SinkStats()
+        log.info(
+            "batch",
+            extra={
+                "kv": {
+                    "consumed": report.consumed,
+                    "stored": report.stored,
+                    "scored": stats.scored,
+                    "dead_lettered": report.dead_lettered,
+                    "retries": report.retries,
+                    "committed": report.committed,
+                    "duration_ms": round(report.duration_s * 1000, 1),
+                    "scoring_ms": round(stats.scoring_s * 1000, 1),
+                    "writing_ms": round(stats.writing_s * 1000, 1),
+                    "timesteps": stats.timesteps,
+                    "lag": report.lag if report.lag is not None else "unknown",
+                }
+            },
+        )
 
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment() if self._consumer is not None else set()
@@ -133,6 +182,16 @@ class Worker:
             self._database = None
 
 
+def load_scorer(settings: Settings) -> Scorer:
+    return Scorer.load(
+        settings.model_path,
+        settings.model_device,
+        threads=settings.torch_threads or None,
+        quantize_int8=settings.model_quantize == "int8",
+        label_names=settings.model_labels or None,
+    )
+
+
 def stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM/SIGINT ask the loop to stop after the current step; an unfinished batch is not committed."""
 
@@ -144,21 +203,19 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _log_batch(report: BatchReport) -> None:
-    log.info(
-        "batch",
-        extra={
-            "kv": {
-                "consumed": report.consumed,
-                "stored": report.stored,
-                "dead_lettered": report.dead_lettered,
-                "retries": report.retries,
-                "committed": report.committed,
-                "duration_ms": round(report.duration_s * 1000, 1),
-                "lag": report.lag if report.lag is not None else "unknown",
-            }
-        },
-    )
+def _score_record(item: NewsItem, score: ArticleScore, version: str) -> ScoreRecord:
+    return ScoreRecord(item.id, version, score.p_negative, score.p_neutral, score.p_positive, score.label, score.chunks)
+
+
+def _earliest_per_entity(records: Sequence[ArticleRecord]) -> dict[str, datetime]:
+    """Entity -> earliest event time in the batch: timesteps are recomputed from that bucket on."""
+    earliest: dict[str, datetime] = {}
+    for record in records:
+        for mention in record.entities:
+            current = earliest.get(mention.entity)
+            if current is None or record.published_at < current:
+                earliest[mention.entity] = record.published_at
+    return earliest
 
 
 def _first_line(error: BaseException) -> str:

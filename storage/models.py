@@ -79,7 +79,7 @@ class ArticleScore(Base):
 
 
 class Timestep(Base):
-    """Per-entity, per-width bucket of the emotion series (event time)."""
+    """Per-entity, per-width bucket of the emotion series (event time); definitions in pipeline/timesteps.py."""
 
     __tablename__ = "timesteps"
 
@@ -94,6 +94,10 @@ class Timestep(Base):
     negative_share: Mapped[float] = mapped_column(Float)
     mean_sentiment: Mapped[float] = mapped_column(Float)
     emotion_index: Mapped[float] = mapped_column(Float)
+    decay_sum: Mapped[float] = mapped_column(Float)
+    """Sum of 2**(-age/half_life) * sentiment over the entity's articles before the bucket's end."""
+    decay_weight: Mapped[float] = mapped_column(Float)
+    """Sum of 2**(-age/half_life) over the same articles; emotion_index = decay_sum / decay_weight."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

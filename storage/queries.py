@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, Select, and_, select
 
 from storage.models import Article, ArticleEntity, ArticleScore, Timestep
 
@@ -17,6 +18,8 @@ TIMESTEP_COLUMNS = [
     "bucket_start", "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive",
     "negative_share", "mean_sentiment", "emotion_index", "model_version",
 ]
+_MEASURES = ["mean_p_negative", "mean_p_neutral", "mean_p_positive", "negative_share", "mean_sentiment", "emotion_index"]
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def articles_for_entity(engine: Engine, entity: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -68,3 +71,59 @@ def timesteps_for_entity(
         frame = pd.DataFrame(connection.execute(statement).all(), columns=TIMESTEP_COLUMNS)
     frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
     return frame
+
+
+def timestep_series(
+    engine: Engine,
+    entity: str,
+    width_seconds: int,
+    start: datetime,
+    end: datetime,
+    model_version: str | None = None,
+) -> pd.DataFrame:
+    """The series as a regular grid: one row per epoch-aligned bucket starting in [start, end).
+
+    Stored rows exist only for buckets with articles; here an empty bucket gets article_count 0
+    and NaN means, negative_share and mean_sentiment, while emotion_index (and model_version) carry
+    forward from the last stored bucket at or before it, also one before `start`: the decayed index
+    does not change across empty buckets. Before any stored bucket the index is NaN. With
+    `model_version`, only that model's buckets count. bucket_start is tz-aware UTC.
+    """
+    width = timedelta(seconds=width_seconds)
+    first = EPOCH + -((EPOCH - start) // width) * width
+    buckets = max(0, -((first - end) // width))
+    grid = pd.DatetimeIndex([first + k * width for k in range(buckets)], name="bucket_start").as_unit("us")
+    stored = (
+        _timestep_statement(entity, width_seconds, model_version)
+        .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
+        .order_by(Timestep.bucket_start)
+    )
+    before = (
+        _timestep_statement(entity, width_seconds, model_version)
+        .where(Timestep.bucket_start < first)
+        .order_by(Timestep.bucket_start.desc())
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        frame = pd.DataFrame(connection.execute(stored).all(), columns=TIMESTEP_COLUMNS)
+        seed = connection.execute(before).first()
+    frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True).dt.as_unit("us")
+    frame = frame.set_index("bucket_start").reindex(grid)
+    frame["article_count"] = frame["article_count"].fillna(0).astype("int64")
+    frame[_MEASURES] = frame[_MEASURES].astype("float64")
+    for column in ("emotion_index", "model_version"):
+        carried = frame[column].ffill()
+        if seed is not None:
+            carried = carried.fillna(getattr(seed, column))
+        frame[column] = carried
+    return frame.reset_index()[TIMESTEP_COLUMNS]
+
+
+def _timestep_statement(entity: str, width_seconds: int, model_version: str | None) -> Select[Any]:
+    statement = (
+        select(*(Timestep.__table__.c[name] for name in TIMESTEP_COLUMNS))
+        .where(Timestep.entity == entity, Timestep.width_seconds == width_seconds)
+    )
+    if model_version is not None:
+        statement = statement.where(Timestep.model_version == model_version)
+    return statement

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
-from storage.models import Article, ArticleEntity
+from storage.models import Article, ArticleEntity, ArticleScore
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,60 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, columns: di
     """
     if not next(iter(columns.values()), None):
         return 0
-    arrays = [bindparam(f"{name}_values", values, type_=ARRAY(table.c[name].type)) for name, values in columns.items()]
-    rows = select(func.unnest(*arrays).table_valued(*columns).render_derived())
     statement = (
         insert(table)
-        .from_select(list(columns), rows)
+        .from_select(list(columns), unnest_rows(table, columns))
         .on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
         .returning(*table.primary_key.columns)
     )
     return len(connection.execute(statement).all())
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    article_id: str
+    model_version: str
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    label: str
+    chunks: int
+
+    @property
+    def sentiment(self) -> float:
+        return self.p_positive - self.p_negative
+
+
+def write_scores(connection: Connection, records: Sequence[ScoreRecord]) -> int:
+    """Insert scores (one per article and model version); an existing score is kept as it is."""
+    unique = list({(r.article_id, r.model_version): r for r in records}.values())
+    return insert_ignoring_duplicates(
+        connection,
+        ArticleScore.__table__,
+        {
+            "article_id": [r.article_id for r in unique],
+            "model_version": [r.model_version for r in unique],
+            "p_negative": [r.p_negative for r in unique],
+            "p_neutral": [r.p_neutral for r in unique],
+            "p_positive": [r.p_positive for r in unique],
+            "sentiment": [r.sentiment for r in unique],
+            "label": [r.label for r in unique],
+            "chunks": [r.chunks for r in unique],
+        },
+    )
+
+
+def scored_article_ids(connection: Connection, article_ids: Sequence[str], model_version: str) -> set[str]:
+    """Which of these articles already have a score from this model (a replay need not score them again)."""
+    if not article_ids:
+        return set()
+    statement = select(ArticleScore.article_id).where(
+        ArticleScore.model_version == model_version, ArticleScore.article_id.in_(list(article_ids))
+    )
+    return set(connection.execute(statement).scalars())
+
+
+def unnest_rows(table: Table, columns: dict[str, list[Any]]) -> Select[Any]:
+    """SELECT * FROM unnest(:a_values, :b_values, ...): rows from one typed array per column."""
+    arrays = [bindparam(f"{name}_values", values, type_=ARRAY(table.c[name].type)) for name, values in columns.items()]
+    return select(func.unnest(*arrays).table_valued(*columns).render_derived())

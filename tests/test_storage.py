@@ -16,9 +16,11 @@ from sqlalchemy.engine import make_url
 from consumers.batch_consumer import SinkUnavailable
 from consumers.schema import parse_news
 from pipeline.entities import EntityMatcher, load_entities
+from pipeline.scoring.scorer import Scorer
+from pipeline.timesteps import TimestepConfig
 from pipeline.worker import ArticleSink
 from storage.engine import make_engine
-from storage.migrate import current_revision, ensure_schema, head_revision
+from storage.migrate import current_revision, ensure_schema, head_revision, upgrade
 from storage.models import Base
 from storage.queries import articles_for_entity, timesteps_for_entity
 from storage.writes import ArticleRecord, EntityMention, WriteCounts, write_articles
@@ -69,15 +71,23 @@ def test_articles_for_entity_frame(engine: Engine) -> None:
 
 def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engine) -> None:
     matcher = EntityMatcher(load_entities(None), "MARKET")
+    scorer = Scorer.load(None, "cpu")
     items = [parse_news(b'{"published_at": "2026-03-02T14:30:00Z", "headline": "Apple and $NVDA rally"}')]
-    ArticleSink(engine, matcher)(items)
+    sink = ArticleSink(engine, matcher, scorer, TimestepConfig())
+    sink(items)
+    sink(items)
     with engine.connect() as connection:
         entities = set(connection.execute(sa.text("SELECT entity FROM article_entities")).scalars())
+        scored = connection.execute(sa.text("SELECT model_version FROM article_scores")).scalars().all()
+        buckets = connection.execute(sa.text("SELECT entity, width_seconds, article_count FROM timesteps")).all()
     assert entities == {"AAPL", "NVDA", "MARKET"}
+    assert scored == [scorer.version]
+    assert sorted(buckets) == sorted((e, w, 1) for e in entities for w in (300, 3600))
+    assert sink.stats.scored == 0, "a batch seen before is not scored again"
 
     unreachable = make_engine("postgresql://finsent@127.0.0.1:1/finsent")
     with pytest.raises(SinkUnavailable):
-        ArticleSink(unreachable, matcher)(items)
+        ArticleSink(unreachable, matcher, scorer, TimestepConfig())(items)
 
 
 @pytest.fixture
@@ -102,3 +112,21 @@ def test_worker_start_migrates_an_empty_database(empty_database: Engine) -> None
     ensure_schema(empty_database)
     assert current_revision(empty_database) == head_revision()
     ensure_schema(empty_database)
+
+
+def test_migration_0002_gives_existing_timesteps_an_empty_decay_state(empty_database: Engine) -> None:
+    upgrade(empty_database, "0001")
+    with empty_database.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,"
+            " mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index)"
+            " VALUES ('AAPL', 300, '2026-03-02T14:00:00Z', 'm1', 1, 0.1, 0.2, 0.7, 0, 0.6, 0.6)"
+        ))
+    upgrade(empty_database)
+    with empty_database.connect() as connection:
+        state = connection.execute(sa.text("SELECT decay_sum, decay_weight FROM timesteps")).one()
+        default = connection.execute(sa.text(
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'timesteps' AND column_name = 'decay_sum'"
+        )).scalar_one()
+    assert tuple(state) == (0.0, 0.0)
+    assert default is None, "the server default only fills old rows; writers give the state"

@@ -1,0 +1,148 @@
+"""Cost of the timestep update inside the worker's transaction, against a real PostgreSQL.
+
+What it measures
+    A simulated stream of --batches batches of --batch-size articles, event times one second
+    apart (so each batch is about four minutes of news), each article about one or two of the
+    shipped tickers and always about the market entity, scored by one model version. Each batch's
+    articles and scores are written first (not timed), then `update_timesteps` runs in the same
+    transaction (timed: locks, reads of mentions and decay state, arithmetic, one upsert) for the
+    default widths 5m and 1h. It prints the median and 95th percentile per batch, and the rows
+    written per batch.
+    Then one LATE article about the market entity, --late-hours in the past, forces a
+    recomputation of every market bucket from its bucket onwards: it prints that time too (the
+    price of exact results under late data grows with how late and how busy the entity is).
+
+How to run
+    .venv/bin/python bench/timesteps.py [--batches 60] [--batch-size 256] [--late-hours 4]
+
+    It starts an embedded PostgreSQL in a temporary directory and removes it afterwards;
+    `--database-url URL` (or FINSENT_BENCH_DATABASE_URL) uses a scratch database instead (its
+    finsent tables are truncated first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import cast
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Table
+
+from pipeline.entities import load_entities
+from pipeline.timesteps import TimestepConfig, update_timesteps
+from storage.embedded import EmbeddedPostgres
+from storage.engine import make_engine
+from storage.migrate import upgrade
+from storage.models import ArticleScore, Base
+from storage.writes import ArticleRecord, EntityMention, insert_ignoring_duplicates, write_articles
+
+MODEL_VERSION = "bench"
+MARKET = "MARKET"
+START = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+
+
+def write_batch(connection: Connection, records: list[ArticleRecord], rng: random.Random) -> None:
+    write_articles(connection, records)
+    probabilities = []
+    for _ in records:
+        raw = [rng.random() for _ in range(3)]
+        probabilities.append([value / sum(raw) for value in raw])
+    insert_ignoring_duplicates(connection, cast(Table, ArticleScore.__table__), {
+        "article_id": [r.id for r in records],
+        "model_version": [MODEL_VERSION] * len(records),
+        "p_negative": [p[0] for p in probabilities],
+        "p_neutral": [p[1] for p in probabilities],
+        "p_positive": [p[2] for p in probabilities],
+        "sentiment": [p[2] - p[0] for p in probabilities],
+        "label": [("negative", "neutral", "positive")[p.index(max(p))] for p in probabilities],
+        "chunks": [1] * len(records),
+    })
+
+
+def touched_by(records: list[ArticleRecord]) -> dict[str, datetime]:
+    touched: dict[str, datetime] = {}
+    for record in records:
+        for mention in record.entities:
+            touched[mention.entity] = min(touched.get(mention.entity, record.published_at), record.published_at)
+    return touched
+
+
+def make_record(index: int, at: datetime, tickers: list[str], rng: random.Random) -> ArticleRecord:
+    chosen = rng.sample(tickers, rng.choice((1, 1, 2)))
+    mentions = tuple(EntityMention(t, "tickers") for t in chosen) + (EntityMention(MARKET, "market"),)
+    return ArticleRecord(f"bench-{index}", at, f"headline {index}", "", "bench", None, "en", mentions)
+
+
+def run(database_url: str, batches: int, batch_size: int, late_hours: float) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    config = TimestepConfig()
+    tickers = [entity.ticker for entity in load_entities(None)]
+    rng = random.Random(0)
+    durations, rows_written = [], []
+    for batch in range(batches):
+        records = [
+            make_record(n, START + timedelta(seconds=n), tickers, rng)
+            for n in range(batch * batch_size, (batch + 1) * batch_size)
+        ]
+        with engine.begin() as connection:
+            write_batch(connection, records, rng)
+            started = time.perf_counter()
+            rows_written.append(update_timesteps(connection, touched_by(records), MODEL_VERSION, config))
+            durations.append(time.perf_counter() - started)
+        print(f"\rbatch {batch + 1}/{batches}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    durations_ms = sorted(d * 1000 for d in durations)
+    print(f"articles: {batches * batch_size} in {batches} batches of {batch_size} ({len(tickers)} tickers + {MARKET})")
+    print(f"update_timesteps per batch: median {statistics.median(durations_ms):.1f} ms, "
+          f"p95 {durations_ms[int(0.95 * (len(durations_ms) - 1))]:.1f} ms, "
+          f"rows written median {statistics.median(rows_written):.0f}")
+
+    late_at = START + timedelta(seconds=batches * batch_size) - timedelta(hours=late_hours)
+    late = [make_record(batches * batch_size, max(late_at, START), tickers, rng)]
+    with engine.begin() as connection:
+        write_batch(connection, late, rng)
+        started = time.perf_counter()
+        written = update_timesteps(connection, touched_by(late), MODEL_VERSION, config)
+        elapsed = time.perf_counter() - started
+    with engine.connect() as connection:
+        market_articles = connection.execute(
+            sa.text("SELECT count(*) FROM article_entities WHERE entity = :e AND published_at >= :t"),
+            {"e": MARKET, "t": late[0].published_at - timedelta(hours=1)},
+        ).scalar_one()
+    print(f"late article {late_hours:g} h back: {elapsed * 1000:.1f} ms, {written} rows rewritten, "
+          f"about {market_articles} {MARKET} articles re-read")
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--late-hours", type=float, default=4.0)
+    parser.add_argument("--database-url", default=os.environ.get("FINSENT_BENCH_DATABASE_URL", ""))
+    args = parser.parse_args()
+    if args.database_url:
+        run(args.database_url, args.batches, args.batch_size, args.late_hours)
+        return
+    with tempfile.TemporaryDirectory(prefix="finsent-bench-") as directory:
+        server = EmbeddedPostgres(Path(directory) / "postgres", delete_on_exit=True)
+        try:
+            run(server.start(), args.batches, args.batch_size, args.late_hours)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

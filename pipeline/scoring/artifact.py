@@ -1,0 +1,148 @@
+"""Saving and loading models: the project's LoRA artifact on the packaged base, or any local
+Hugging Face sequence-classification directory with a label mapping.
+
+The project's artifact is a directory with `finsent_model.json` (labels, base, adapter shape,
+training record) and `adapter.safetensors` (LoRA matrices plus the few full tensors trained:
+LayerNorms, biases, the head). Loading merges the adapters into the base weights, so inference
+runs a plain encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from pipeline.errors import UserError
+from pipeline.scoring.base_model import BASE_MODEL_ID, base_model_dir
+from pipeline.scoring.classifier import MeanPoolClassifier
+from pipeline.scoring.labels import LABELS, canonical_label
+from pipeline.scoring.lora import LoRALinear, apply_lora_deltas
+
+ARTIFACT_FORMAT = "finsent-lora-v1"
+MANIFEST = "finsent_model.json"
+WEIGHTS = "adapter.safetensors"
+SHIPPED_MODEL_DIR = Path(__file__).parent / "model"
+
+
+@dataclass
+class LoadedModel:
+    """A classifier whose `logits()` columns are in LABELS order, whatever the model's own order."""
+
+    module: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    version: str
+    max_length: int
+    kind: str
+    label_order: tuple[int, ...] = (0, 1, 2)
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.kind == "finsent":
+            raw = self.module(input_ids=input_ids, attention_mask=attention_mask)
+        else:
+            raw = self.module(input_ids=input_ids, attention_mask=attention_mask).logits
+        return raw[:, list(self.label_order)] if self.label_order != (0, 1, 2) else raw
+
+
+def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, Any]) -> str:
+    """Write the adapter and manifest; returns the model version (derived from the weights)."""
+    tensors: dict[str, torch.Tensor] = {}
+    targets: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            tensors[f"lora.{name}.a"] = module.lora_a.detach().contiguous()
+            tensors[f"lora.{name}.b"] = module.lora_b.detach().contiguous()
+            targets.append(name)
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and ".lora_" not in name:
+            tensors[f"param.{name.replace('.base.', '.')}"] = parameter.detach().contiguous()
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].float().numpy().tobytes())
+    version = f"finsent-minilm-lora-{digest.hexdigest()[:12]}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out_dir / WEIGHTS))
+    full_manifest = {"format": ARTIFACT_FORMAT, "version": version, "base": BASE_MODEL_ID, "labels": list(LABELS),
+                     "pooling": "mean", "lora_targets": targets, **manifest}
+    (out_dir / MANIFEST).write_text(json.dumps(full_manifest, indent=2) + "\n", encoding="utf-8")
+    return version
+
+
+def load_model(path: Path | None, device: torch.device, label_names: Sequence[str] | None = None) -> LoadedModel:
+    """The shipped model (path None), a finsent artifact dir, or a Hugging Face classifier dir."""
+    directory = path or SHIPPED_MODEL_DIR
+    if (directory / MANIFEST).exists():
+        return _load_finsent(directory, device)
+    if (directory / "config.json").exists():
+        return _load_hugging_face(directory, device, label_names)
+    raise UserError(
+        f"FINSENT_MODEL_PATH={str(directory)!r} holds neither {MANIFEST} (a finsent model) nor config.json "
+        "(a Hugging Face model): point it at a model directory"
+    )
+
+
+def _load_finsent(directory: Path, device: torch.device) -> LoadedModel:
+    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") != ARTIFACT_FORMAT:
+        raise UserError(f"{directory / MANIFEST}: unknown format {manifest.get('format')!r}, expected {ARTIFACT_FORMAT}")
+    base = base_model_dir()
+    encoder = AutoModel.from_pretrained(base, local_files_only=True)
+    model = MeanPoolClassifier(encoder, len(LABELS))
+    tensors = load_file(str(directory / WEIGHTS))
+    scale = float(manifest["lora_alpha"]) / int(manifest["lora_rank"])
+    deltas = {
+        name: (tensors[f"lora.{name}.a"], tensors[f"lora.{name}.b"], scale) for name in manifest["lora_targets"]
+    }
+    full = {key[len("param."):]: value for key, value in tensors.items() if key.startswith("param.")}
+    missing = set(full) - set(model.state_dict())
+    if missing:
+        raise UserError(f"{directory / WEIGHTS} does not fit the base model (unknown tensors {sorted(missing)[:3]})")
+    model.load_state_dict(full, strict=False)
+    apply_lora_deltas(model, deltas)
+    model.eval().to(device)
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    return LoadedModel(model, tokenizer, manifest["version"], int(manifest.get("max_length", 256)), "finsent")
+
+
+def _load_hugging_face(directory: Path, device: torch.device, label_names: Sequence[str] | None) -> LoadedModel:
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(directory, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise UserError(f"FINSENT_MODEL_PATH={str(directory)!r} cannot be loaded as a classifier: {error}") from None
+    names = list(label_names) if label_names else [model.config.id2label[i] for i in range(model.config.num_labels)]
+    order = _label_order(names, directory)
+    model.eval().to(device)
+    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+    return LoadedModel(model, tokenizer, f"hf:{directory.name}:{_fingerprint(directory)}", max_length, "hf", order)
+
+
+def _label_order(names: Sequence[str], directory: Path) -> tuple[int, ...]:
+    canonical = [canonical_label(str(name)) for name in names]
+    if sorted(c for c in canonical if c) != sorted(LABELS) or len(canonical) != 3:
+        raise UserError(
+            f"model in {directory} has labels {list(names)}, which do not map onto negative/neutral/positive: "
+            "set FINSENT_MODEL_LABELS to its label names in output order, e.g. positive,negative,neutral"
+        )
+    return tuple(canonical.index(label) for label in LABELS)
+
+
+def _fingerprint(directory: Path) -> str:
+    """Short hash of the config and weight files (size and head), so a changed model gets a new version."""
+    digest = hashlib.sha256()
+    for file in sorted(directory.iterdir()):
+        if file.suffix in (".json", ".safetensors", ".bin"):
+            digest.update(file.name.encode())
+            digest.update(str(file.stat().st_size).encode())
+            with file.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]

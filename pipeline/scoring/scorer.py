@@ -1,0 +1,182 @@
+"""Batched sentiment scoring of articles.
+
+Why it is faster than `pipeline("text-classification")` in a loop: texts are tokenized in one
+call, cut into model-sized chunks, sorted by length and packed into micro-batches under a token
+budget, so padding is minimal and every forward pass is full; inference runs under
+`torch.inference_mode`, with bf16/fp16 autocast on GPU and optional dynamic int8 on CPU.
+
+Long text is never silently cut. Headline and body are tokenized together and split into
+consecutive windows of at most the model's length (minus its special tokens), overlapping by
+OVERLAP_TOKENS; the article's probabilities are the mean of its windows' probabilities weighted
+by each window's token count. A headline-only article is one window.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from consumers.schema import NewsItem
+from pipeline.scoring.artifact import LoadedModel, load_model
+from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
+
+OVERLAP_TOKENS = 16
+DEFAULT_TOKEN_BUDGET = 4096
+DEFAULT_MAX_BATCH = 128
+
+
+@dataclass(frozen=True)
+class ArticleScore:
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    chunks: int
+
+    @property
+    def sentiment(self) -> float:
+        return self.p_positive - self.p_negative
+
+    @property
+    def label(self) -> str:
+        probabilities = (self.p_negative, self.p_neutral, self.p_positive)
+        return LABELS[max(range(3), key=probabilities.__getitem__)]
+
+
+def choose_device(setting: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; anything else is taken as given."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def _special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>, ...)."""
+    bare = tokenizer("finance", add_special_tokens=False)["input_ids"]
+    full = tokenizer("finance", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return full[:start], full[start + len(bare):]
+    raise ValueError("cannot locate the text between the tokenizer's special tokens")
+
+
+class Scorer:
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: torch.device,
+        *,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        quantize_int8: bool = False,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.token_budget = token_budget
+        self.max_batch = max_batch
+        if quantize_int8:
+            if device.type != "cpu":
+                raise ValueError("dynamic int8 quantization runs on the CPU only")
+            model.module = torch.ao.quantization.quantize_dynamic(
+                model.module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+        self.quantized = quantize_int8
+        self._prefix, self._suffix = _special_tokens(model.tokenizer)
+        self._window = model.max_length - len(self._prefix) - len(self._suffix)
+        self._pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def load(
+        cls,
+        model_path: Path | None = None,
+        device: str = "auto",
+        *,
+        threads: int | None = None,
+        quantize_int8: bool = False,
+        label_names: Sequence[str] | None = None,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+    ) -> Scorer:
+        chosen = choose_device(device)
+        if chosen.type == "cpu":
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+        return cls(load_model(model_path, chosen, label_names), chosen, quantize_int8=quantize_int8, token_budget=token_budget)
+
+    @property
+    def version(self) -> str:
+        return self.model.version + ("+int8" if self.quantized else "")
+
+    def score_items(self, items: Sequence[NewsItem]) -> list[ArticleScore]:
+        return self.score_texts([item.text for item in items])
+
+    def score_texts(self, texts: Sequence[str]) -> list[ArticleScore]:
+        if not texts:
+            return []
+        chunks, owners = self._chunk(texts)
+        probabilities = self._probabilities(chunks)
+        totals = torch.zeros((len(texts), len(LABELS)), dtype=torch.float64)
+        weights = torch.zeros(len(texts), dtype=torch.float64)
+        counts = [0] * len(texts)
+        for chunk, owner, row in zip(chunks, owners, probabilities, strict=True):
+            totals[owner] += row.double() * len(chunk)
+            weights[owner] += len(chunk)
+            counts[owner] += 1
+        averaged = (totals / weights.clamp(min=1).unsqueeze(1)).tolist()
+        return [
+            ArticleScore(p[NEGATIVE], p[NEUTRAL], p[POSITIVE], count) for p, count in zip(averaged, counts, strict=True)
+        ]
+
+    def _chunk(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Token windows with special tokens added, and the text index each belongs to."""
+        tokenizer = self.model.tokenizer
+        encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        chunks: list[list[int]] = []
+        owners: list[int] = []
+        step = max(1, self._window - OVERLAP_TOKENS)
+        for owner, ids in enumerate(encoded):
+            starts = range(0, max(1, len(ids) - OVERLAP_TOKENS), step) if len(ids) > self._window else [0]
+            for start in starts:
+                chunks.append(self._prefix + ids[start:start + self._window] + self._suffix)
+                owners.append(owner)
+        return chunks, owners
+
+    @torch.inference_mode()
+    def _probabilities(self, chunks: list[list[int]]) -> torch.Tensor:
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
+        result = torch.empty((len(chunks), len(LABELS)), dtype=torch.float32)
+        for batch in self._micro_batches(order, chunks):
+            width = len(chunks[batch[-1]])
+            input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                input_ids[row, : len(chunks[index])] = torch.tensor(chunks[index])
+                attention_mask[row, : len(chunks[index])] = 1
+            input_ids = input_ids.to(self.device, non_blocking=True)
+            attention_mask = attention_mask.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = self.model.logits(input_ids, attention_mask)
+            result[batch] = torch.softmax(logits.float(), dim=-1).cpu()
+        return result
+
+    def _micro_batches(self, order: list[int], chunks: list[list[int]]) -> list[list[int]]:
+        """Length-sorted indices packed so that rows x longest row stays under the token budget."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in order:
+            width = len(chunks[index])
+            if current and ((len(current) + 1) * width > self.token_budget or len(current) >= self.max_batch):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _autocast(self) -> torch.autocast:
+        if self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cpu", enabled=False)

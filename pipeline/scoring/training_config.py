@@ -1,0 +1,23 @@
+"""Hyper-parameters of `finsent train` (kept free of torch so the CLI starts fast)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 6
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.1
+    max_length: int = 128
+    patience: int = 2
+    seed: int = 13
+
+    def manifest(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,216 @@
+"""Per-entity, per-timestep emotion series: what a bucket holds and how the decayed index runs.
+
+Definitions (the contract every reader of `timesteps` relies on):
+
+- Buckets use event time (`articles.published_at`) aligned to the Unix epoch:
+  bucket_start = floor(epoch_seconds / width) * width, for each configured width in seconds
+  (default 300 and 3600). Alignment to the epoch makes bucket boundaries the same in every
+  worker and every recomputation, whatever batch an article arrived in.
+- Per bucket of an entity: `article_count`; `mean_p_negative`, `mean_p_neutral`,
+  `mean_p_positive` (means of the articles' probabilities); `negative_share`, the share of
+  articles whose top label is negative (argmax of the three probabilities, ties going to the
+  earlier of negative, neutral, positive); `mean_sentiment`, the mean of p_positive - p_negative.
+- Decayed running emotion index, the seed's Score_t = f(x_1..x_t): for bucket t with end
+  E_t = bucket_start + width, every article i of the entity with published_at < E_t (all its
+  history, not only the bucket) weighs w_i = 2 ** (-(E_t - published_at_i) / half_life_seconds);
+  `decay_sum` S_t = sum w_i * sentiment_i, `decay_weight` W_t = sum w_i, and
+  `emotion_index` = S_t / W_t. Incrementally, S_t = S_prev * 2 ** (-(E_t - E_prev) / half_life)
+  + sum over the bucket's own articles of w_i * sentiment_i (W likewise), which is why S and W
+  are stored: the next bucket continues from them instead of re-reading all history. Across
+  empty buckets the index is unchanged (S and W decay by the same factor) while W, the evidence
+  behind it, decays.
+- Only scores of ONE model version feed a series: the worker's current model version. A new
+  version starts its own decay history (it never continues another model's state); a bucket row
+  holds one version, the last writer's, so run one model version at a time.
+
+Idempotence: `update_timesteps` recomputes every bucket from the earliest one a batch touched to
+the newest, from the stored scores and the stored state just before it. A replayed batch
+therefore rewrites identical values, and a late article (older than stored buckets) recomputes
+its bucket and every later one, exactly as a single pass over all articles would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from sqlalchemy import Connection
+
+from storage.timesteps_store import (
+    TimestepRow,
+    decay_states_before,
+    lock_entities,
+    scored_mentions_since,
+    upsert_timesteps,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROS = 1_000_000
+# 2**-1000 is still a normal float; a bucket's own articles must never weigh less at its end,
+# or the decay weight underflows to 0 and the index becomes 0/0.
+_MAX_WIDTH_PER_HALF_LIFE = 1000
+
+
+@dataclass(frozen=True)
+class TimestepConfig:
+    """Bucket widths (seconds) and the half-life (seconds) of the decayed index."""
+
+    widths: tuple[int, ...] = (300, 3600)
+    half_life_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.widths or any(not isinstance(w, int) or w <= 0 for w in self.widths):
+            raise ValueError(f"bucket widths must be positive whole seconds, got {self.widths!r}")
+        if not self.half_life_seconds > 0:
+            raise ValueError(f"half-life must be a positive number of seconds, got {self.half_life_seconds!r}")
+        if max(self.widths) / self.half_life_seconds > _MAX_WIDTH_PER_HALF_LIFE:
+            raise ValueError(
+                f"half-life {self.half_life_seconds!r}s is too short for a {max(self.widths)}s bucket: "
+                f"weights would underflow; use a half-life of at least {max(self.widths) / _MAX_WIDTH_PER_HALF_LIFE}s"
+            )
+
+
+@dataclass
+class DecayState:
+    """The decayed sums at the end of a stored bucket, to continue the index from."""
+
+    bucket_end: datetime
+    decay_sum: float
+    decay_weight: float
+
+
+@dataclass(frozen=True)
+class ScoredMention:
+    """One scored article about an entity: its event time and its three probabilities."""
+
+    published_at: datetime
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+
+    def __post_init__(self) -> None:
+        if self.published_at.utcoffset() is None:
+            raise ValueError(f"published_at {self.published_at!r} has no time zone; buckets need absolute times")
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Whole microseconds since the Unix epoch; integers keep bucket boundaries exact."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def bucket_start(moment: datetime, width: int) -> datetime:
+    """Start of the epoch-aligned bucket of `width` seconds that holds `moment` (UTC)."""
+    return EPOCH + timedelta(microseconds=(epoch_micros(moment) // (width * _MICROS)) * width * _MICROS)
+
+
+def compute_buckets(
+    mentions: Sequence[ScoredMention],
+    width: int,
+    half_life_seconds: float,
+    previous: DecayState | None,
+    *,
+    entity: str,
+    model_version: str,
+) -> list[TimestepRow]:
+    """One row per non-empty bucket of `mentions`, oldest first, continuing the index from `previous`.
+
+    `mentions` must hold every article of the entity from the first bucket onwards, and `previous`
+    the state of the last bucket before them (None: no earlier history).
+    """
+    if not mentions:
+        return []
+    micros = np.array([epoch_micros(m.published_at) for m in mentions], dtype=np.int64)
+    probabilities = np.array([(m.p_negative, m.p_neutral, m.p_positive) for m in mentions], dtype=np.float64)
+    order = np.argsort(micros, kind="stable")
+    micros, probabilities = micros[order], probabilities[order]
+
+    width_micros = width * _MICROS
+    bucket_ids = micros // width_micros
+    firsts = np.flatnonzero(np.r_[True, bucket_ids[1:] != bucket_ids[:-1]])
+    counts = np.diff(np.r_[firsts, len(micros)])
+    ends = (bucket_ids[firsts] + 1) * width_micros
+    first_start = EPOCH + timedelta(microseconds=int(ends[0]) - width_micros)
+    if previous is not None and previous.bucket_end > first_start:
+        raise ValueError(
+            f"decay state ending {previous.bucket_end.isoformat()} overlaps the first bucket, starting "
+            f"{first_start.isoformat()}: pass the state of the last bucket before the mentions"
+        )
+
+    sentiment = probabilities[:, 2] - probabilities[:, 0]
+    weights = np.exp2(-((np.repeat(ends, counts) - micros) / _MICROS) / half_life_seconds)
+    probability_sums = np.add.reduceat(probabilities, firsts, axis=0)
+    negative_counts = np.add.reduceat((np.argmax(probabilities, axis=1) == 0).astype(np.int64), firsts)
+    sentiment_sums = np.add.reduceat(sentiment, firsts)
+    weighted_sums = np.add.reduceat(weights * sentiment, firsts)
+    weight_sums = np.add.reduceat(weights, firsts)
+
+    rows: list[TimestepRow] = []
+    decay_sum, decay_weight = (previous.decay_sum, previous.decay_weight) if previous else (0.0, 0.0)
+    previous_end = epoch_micros(previous.bucket_end) if previous else None
+    for k, end in enumerate(ends.tolist()):
+        if previous_end is not None:
+            factor = float(np.exp2(-((end - previous_end) / _MICROS) / half_life_seconds))
+            decay_sum, decay_weight = decay_sum * factor, decay_weight * factor
+        decay_sum += float(weighted_sums[k])
+        decay_weight += float(weight_sums[k])
+        previous_end = end
+        count = int(counts[k])
+        rows.append(
+            TimestepRow(
+                entity=entity,
+                width_seconds=width,
+                bucket_start=EPOCH + timedelta(microseconds=end - width_micros),
+                model_version=model_version,
+                article_count=count,
+                mean_p_negative=float(probability_sums[k, 0]) / count,
+                mean_p_neutral=float(probability_sums[k, 1]) / count,
+                mean_p_positive=float(probability_sums[k, 2]) / count,
+                negative_share=int(negative_counts[k]) / count,
+                mean_sentiment=float(sentiment_sums[k]) / count,
+                emotion_index=decay_sum / decay_weight,
+                decay_sum=decay_sum,
+                decay_weight=decay_weight,
+            )
+        )
+    return rows
+
+
+def update_timesteps(
+    connection: Connection, touched: Mapping[str, datetime], model_version: str, config: TimestepConfig
+) -> int:
+    """Recompute every bucket from the earliest touched one onwards, per entity and width.
+
+    `touched` maps each entity of the batch to the earliest published_at among the batch's
+    articles about it. Runs inside the caller's transaction, after the batch's articles, mentions
+    and scores were written; locks all touched entities first (in one shared order), so
+    concurrent workers serialise per entity. Returns the number of bucket rows inserted or changed.
+
+    Cost: each call re-reads the entity's articles from the start of its earliest touched bucket
+    of the widest width (the current hour for a live stream), and a late article re-reads
+    everything after it; that is the price of results that equal a single clean pass.
+    """
+    if not touched:
+        return 0
+    for entity, moment in touched.items():
+        if moment.utcoffset() is None:
+            raise ValueError(f"touched time of {entity!r} ({moment!r}) has no time zone")
+    lock_entities(connection, touched)
+    starts = {(entity, width): bucket_start(moment, width) for entity, moment in touched.items() for width in config.widths}
+    earliest = {entity: min(starts[entity, width] for width in config.widths) for entity in touched}
+    found = scored_mentions_since(connection, earliest, model_version)
+    states = decay_states_before(connection, starts, model_version)
+    rows: list[TimestepRow] = []
+    for (entity, width), start in sorted(starts.items()):
+        mentions = [ScoredMention(*row) for row in found[entity] if row[0] >= start]
+        state = states.get((entity, width))
+        rows += compute_buckets(
+            mentions,
+            width,
+            config.half_life_seconds,
+            DecayState(*state) if state else None,
+            entity=entity,
+            model_version=model_version,
+        )
+    return upsert_timesteps(connection, rows)

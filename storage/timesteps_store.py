@@ -1,0 +1,172 @@
+"""SQL side of the per-entity emotion series: locks, reads of scored mentions and decay state, upserts.
+
+The arithmetic lives in pipeline/timesteps.py; this module only moves rows. Everything runs on the
+caller's connection, inside the worker's one transaction per batch, so the timesteps commit (or
+roll back) together with the articles and scores they were computed from.
+
+Concurrency: every article counts towards the market-wide entity, so two workers routinely update
+the same entity at once. Each recomputes buckets from what it can see; without a lock the later
+commit would overwrite the other's counts with a recomputation that missed the other's (then
+uncommitted) articles. `lock_entities` serialises writers per entity for the rest of the
+transaction; under READ COMMITTED every statement after the lock sees what the previous holder
+committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, column, func, select, text, true, tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.types import TypeEngine
+
+from storage.models import ArticleEntity, ArticleScore, Timestep
+from storage.writes import unnest_rows
+
+# Namespace (first key) of the two-key advisory locks, so they never meet the one-key migration lock.
+TIMESTEP_LOCK_NAMESPACE = 0x74696D65  # "time"
+
+
+@dataclass(frozen=True)
+class TimestepRow:
+    """One stored bucket of one entity's series; see pipeline/timesteps.py for the definitions."""
+
+    entity: str
+    width_seconds: int
+    bucket_start: datetime
+    model_version: str
+    article_count: int
+    mean_p_negative: float
+    mean_p_neutral: float
+    mean_p_positive: float
+    negative_share: float
+    mean_sentiment: float
+    emotion_index: float
+    decay_sum: float
+    decay_weight: float
+
+
+ScoredRow = tuple[datetime, float, float, float]
+"""(published_at, p_negative, p_neutral, p_positive) of one article about an entity."""
+
+DecayRow = tuple[datetime, float, float]
+"""(bucket_end, decay_sum, decay_weight) of a stored bucket."""
+
+_COLUMNS = [field.name for field in fields(TimestepRow)]
+_KEY = ["entity", "width_seconds", "bucket_start"]
+_LOCK = text("SELECT pg_advisory_xact_lock(:namespace, key) FROM unnest(:keys) AS key").bindparams(
+    bindparam("keys", type_=ARRAY(Integer))
+)
+
+
+def entity_lock_key(entity: str) -> int:
+    """A stable signed 32-bit key for the entity (Python's hash() differs between processes)."""
+    digest = hashlib.blake2b(entity.encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_entities(connection: Connection, entities: Iterable[str]) -> None:
+    """Take a transaction-scoped advisory lock per entity, waiting for other holders to commit.
+
+    Locks are taken in ascending key order (a total order every worker shares, so two workers can
+    never each hold one lock the other wants), in one statement: a function scan over an array
+    visits it in order. Entities whose keys collide simply share one lock.
+    """
+    keys = sorted({entity_lock_key(entity) for entity in entities})
+    if keys:
+        connection.execute(_LOCK, {"namespace": TIMESTEP_LOCK_NAMESPACE, "keys": keys})
+
+
+def scored_mentions_since(
+    connection: Connection, since: Mapping[str, datetime], model_version: str
+) -> dict[str, list[ScoredRow]]:
+    """Per entity, its articles published at or after its `since` that have a `model_version` score.
+
+    One query for the whole batch (a round trip per entity cost more than the arithmetic, see
+    bench/timesteps.py). Each list is ordered by (published_at, article_id), so the same data
+    always gives the same float sums.
+    """
+    wanted = _unnest(entity=(list(since), Text()), since=(list(since.values()), DateTime(timezone=True)))
+    statement = (
+        select(ArticleEntity.entity, ArticleEntity.published_at, ArticleScore.p_negative, ArticleScore.p_neutral,
+               ArticleScore.p_positive)
+        .select_from(wanted)
+        .join(ArticleEntity, and_(ArticleEntity.entity == wanted.c.entity, ArticleEntity.published_at >= wanted.c.since))
+        .join(ArticleScore, and_(ArticleScore.article_id == ArticleEntity.article_id,
+                                 ArticleScore.model_version == model_version))
+        .order_by(ArticleEntity.entity, ArticleEntity.published_at, ArticleEntity.article_id)
+    )
+    found: dict[str, list[ScoredRow]] = {entity: [] for entity in since}
+    for entity, published_at, p_negative, p_neutral, p_positive in connection.execute(statement):
+        found[entity].append((published_at, p_negative, p_neutral, p_positive))
+    return found
+
+
+def decay_states_before(
+    connection: Connection, starts: Mapping[tuple[str, int], datetime], model_version: str
+) -> dict[tuple[str, int], DecayRow]:
+    """For each (entity, width): the decay state of its latest stored bucket starting before the given start.
+
+    Keys without an earlier bucket are absent. Only buckets of `model_version` qualify: a series is
+    fed by one model's scores, so a new model version starts its own decay history instead of
+    continuing another model's.
+    """
+    wanted = _unnest(
+        entity=([entity for entity, _ in starts], Text()),
+        width=([width for _, width in starts], Integer()),
+        start=(list(starts.values()), DateTime(timezone=True)),
+    )
+    latest = (
+        select(Timestep.bucket_start, Timestep.decay_sum, Timestep.decay_weight)
+        .where(
+            Timestep.entity == wanted.c.entity,
+            Timestep.width_seconds == wanted.c.width,
+            Timestep.bucket_start < wanted.c.start,
+            Timestep.model_version == model_version,
+        )
+        .order_by(Timestep.bucket_start.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    statement = select(wanted.c.entity, wanted.c.width, latest).select_from(wanted).join(latest, true())
+    return {
+        (entity, width): (bucket_start + timedelta(seconds=width), decay_sum, decay_weight)
+        for entity, width, bucket_start, decay_sum, decay_weight in connection.execute(statement)
+    }
+
+
+def _unnest(**arrays: tuple[list[Any], TypeEngine[Any]]) -> TableValuedAlias:
+    """unnest(:a, :b, ...) AS wanted(a, b, ...): one typed array parameter per column."""
+    parameters = [bindparam(f"{name}_values", values, type_=ARRAY(kind)) for name, (values, kind) in arrays.items()]
+    columns = [column(name, kind) for name, (_, kind) in arrays.items()]
+    return func.unnest(*parameters).table_valued(*columns).render_derived(name="wanted")
+
+
+def upsert_timesteps(connection: Connection, rows: Sequence[TimestepRow]) -> int:
+    """Insert or overwrite buckets in one statement; returns how many rows were new or changed.
+
+    A bucket recomputed to the same values (a replayed batch) is left untouched, so `updated_at`
+    says when a bucket last changed and replays cost no table writes.
+    """
+    unique = list({(row.entity, row.width_seconds, row.bucket_start): row for row in rows}.values())
+    if not unique:
+        return 0
+    table = cast(Table, Timestep.__table__)
+    columns = {name: [getattr(row, name) for row in unique] for name in _COLUMNS}
+    inserted = insert(table).from_select(_COLUMNS, unnest_rows(table, columns))
+    values = [name for name in _COLUMNS if name not in _KEY]
+    statement = inserted.on_conflict_do_update(
+        index_elements=[table.c[name] for name in _KEY],
+        set_={**{name: inserted.excluded[name] for name in values}, "updated_at": func.now()},
+        where=tuple_(*(table.c[name] for name in values)).is_distinct_from(
+            tuple_(*(inserted.excluded[name] for name in values))
+        ),
+    ).returning(table.c.entity)
+    return len(connection.execute(statement).all())
+

@@ -1,0 +1,56 @@
+"""`finsent train` and `finsent eval` for real on a small labelled file the test writes itself."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from pipeline.scoring.scorer import Scorer
+from tests.test_cli_errors import assert_one_clear_line, run_finsent
+
+PHRASES = {
+    "negative": ["profit fell sharply", "shares plunged after the warning", "the company cut its outlook", "losses widened"],
+    "neutral": ["the meeting is on Tuesday", "the report is due in May", "the board met in Helsinki", "the office moved"],
+    "positive": ["profit rose sharply", "shares jumped on record sales", "the company raised its outlook", "margins improved"],
+}
+
+
+def write_labelled(path: Path, repeat: int = 4) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for round_ in range(repeat):
+            for label, phrases in PHRASES.items():
+                for phrase in phrases:
+                    writer.writerow([f"Company {round_}: {phrase}", label])
+
+
+def test_train_saves_a_loadable_model_and_eval_reports_on_it(tmp_path: Path) -> None:
+    data = tmp_path / "small.csv"
+    write_labelled(data)
+    out = tmp_path / "model"
+    trained = run_finsent("train", "--data", str(data), "--out", str(out), "--epochs", "2", "--validation-fraction", "0.25",
+                          "--report", str(tmp_path / "train.json"), timeout_s=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "saved finsent-minilm-lora-" in trained.stdout
+    assert "epoch 1/2" in trained.stderr, "training shows progress"
+    manifest = json.loads((out / "finsent_model.json").read_text())
+    assert manifest["training"]["data"][0]["file"] == "small.csv"
+    assert (out / "adapter.safetensors").stat().st_size < 20_000_000
+
+    assert Scorer.load(out, "cpu").version == manifest["version"]
+
+    report_path = tmp_path / "eval.json"
+    evaluated = run_finsent("eval", "--data", str(data), "--json", str(report_path), environment={"FINSENT_MODEL_PATH": str(out)}, timeout_s=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["count"] == 48 and report["model_version"] == manifest["version"]
+    assert "macro-F1" in evaluated.stdout and "confusion" in evaluated.stdout
+
+
+def test_bad_training_file_is_one_clear_line(tmp_path: Path) -> None:
+    data = tmp_path / "bad.csv"
+    data.write_text("text,label\nProfit rose,bullishly\n", encoding="utf-8")
+    assert_one_clear_line(run_finsent("train", "--data", str(data), "--out", str(tmp_path / "m")), "bad.csv line 2", "'bullishly'")
+    assert_one_clear_line(run_finsent("eval", "--data", str(tmp_path / "missing.csv")), "missing.csv", "not found")
