@@ -50,13 +50,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
 
 import sqlalchemy as sa
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
-from tqdm import tqdm
+from progress_display import Progress
+from progress_display import progress as shared_progress
 
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import KafkaOptions, create_admin, create_producer, ensure_topics
@@ -184,35 +184,8 @@ class Throughput:
         return self.first_at - self.started_at
 
 
-class Progress(Protocol):
-    def update(self, n: int = 1) -> object: ...
-
-    def close(self) -> None: ...
-
-
-class ProgressLine:
-    """Progress for a stderr that is not a terminal (CI logs): a line a second, not a redrawn bar."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self._total = total
-        self._label = label
-        self._count = 0
-        self._next_line_at = time.monotonic() + 1.0
-
-    def update(self, n: int = 1) -> None:
-        self._count += n
-        if time.monotonic() >= self._next_line_at:
-            self.close()
-            self._next_line_at = time.monotonic() + 1.0
-
-    def close(self) -> None:
-        print(f"{self._label}: {self._count}/{self._total} messages", file=sys.stderr, flush=True)
-
-
 def progress(total: int, label: str) -> Progress:
-    if sys.stderr.isatty():
-        return tqdm(total=total, desc=label, unit="msg", leave=False, dynamic_ncols=True)
-    return ProgressLine(total, label)
+    return shared_progress(total, label, "msg", interval_s=1.0)
 
 
 class ProgressClock:

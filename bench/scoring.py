@@ -79,7 +79,8 @@ from typing import Any, Protocol, TypeVar  # noqa: E402
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from progress_display import Progress  # noqa: E402
+from progress_display import progress as shared_progress  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact  # noqa: E402
@@ -336,33 +337,8 @@ def input_stats(headlines: list[str], long_texts: list[str], tokenizer_dir: Path
 # ---------------------------------------------------------------- one variant (in its own process)
 
 
-class Progress(Protocol):
-    def update(self, n: int = 1) -> object: ...
-
-    def close(self) -> None: ...
-
-
-class ProgressLine:
-    """Progress for a stderr that is not a terminal: a line every few seconds, not a redrawn bar."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self._total, self._label, self._count = total, label, 0
-        self._next_line_at = time.monotonic() + 5.0
-
-    def update(self, n: int = 1) -> None:
-        self._count += n
-        if time.monotonic() >= self._next_line_at:
-            self.close()
-            self._next_line_at = time.monotonic() + 5.0
-
-    def close(self) -> None:
-        print(f"    {self._label}: {self._count}/{self._total}", file=sys.stderr, flush=True)
-
-
 def progress(total: int, label: str) -> Progress:
-    if sys.stderr.isatty():
-        return tqdm(total=total, desc=f"    {label}", unit="text", leave=False, dynamic_ncols=True)
-    return ProgressLine(total, label)
+    return shared_progress(total, f"    {label}", "text", interval_s=5.0)
 
 
 class Runner(Protocol):
