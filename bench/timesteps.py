@@ -41,7 +41,8 @@ from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
 from storage.migrate import upgrade
-from storage.models import ArticleScore, Base
+from storage.models import ArticleScore
+from storage.reset import empty_all_tables
 from storage.writes import ArticleRecord, EntityMention, insert_ignoring_duplicates, write_articles
 
 MODEL_VERSION = "bench"
@@ -84,9 +85,7 @@ def make_record(index: int, at: datetime, tickers: list[str], rng: random.Random
 def run(database_url: str, batches: int, batch_size: int, late_hours: float) -> None:
     engine = make_engine(database_url)
     upgrade(engine)
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_all_tables(engine)
     config = TimestepConfig()
     tickers = [entity.ticker for entity in load_entities(None)]
     rng = random.Random(0)

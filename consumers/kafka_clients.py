@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -114,6 +114,3 @@ def _wait_for_metadata(admin: KafkaAdminClient, topics: list[str], timeout_s: fl
         time.sleep(0.05)
     raise KafkaError(f"topics {topics} not visible in metadata after {timeout_s}s")
 
-
-def partitions_of(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, partition) for partition in sorted(consumer.partitions_for_topic(topic) or ())]

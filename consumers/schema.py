@@ -73,22 +73,6 @@ def parse_news(value: bytes | None, max_message_bytes: int = DEFAULT_MAX_MESSAGE
         return rejected.rejection
 
 
-def news_item_to_json(item: NewsItem) -> dict[str, Any]:
-    """The contract form of an item (what a producer would send)."""
-    document: dict[str, Any] = {
-        "id": item.id,
-        "published_at": item.published_at.isoformat(),
-        "headline": item.headline,
-        "body": item.body,
-    }
-    for name in ("source", "url", "lang"):
-        if getattr(item, name) is not None:
-            document[name] = getattr(item, name)
-    if item.tickers is not None:
-        document["tickers"] = list(item.tickers)
-    return document
-
-
 def _parse(value: bytes | None, max_message_bytes: int) -> NewsItem:
     if value is None:
         raise _Reject("empty", "message has no value (tombstone); expected a JSON object")

@@ -27,7 +27,7 @@ from pipeline.database import open_database
 from pipeline.kafka_settings import kafka_options
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
-from storage.models import Base
+from storage.reset import empty_all_tables
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,7 @@ def _valid_ids(news_file: Path, max_message_bytes: int) -> list[str]:
 
 
 def _reset(engine: Engine) -> None:
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_all_tables(engine)
     print("finsent demo: database reset", file=sys.stderr)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from consumers.embedded_broker import EmbeddedBroker
@@ -22,7 +21,7 @@ from pipeline.config import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
 from storage.migrate import upgrade
-from storage.models import Base
+from storage.reset import empty_all_tables
 
 TEST_PARTITIONS = 4
 # Real Kafka's minimum session timeout; group joins take about half of it on Tansu.
@@ -72,9 +71,7 @@ def database_url(embedded_postgres: EmbeddedPostgres | None) -> Iterator[str]:
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on a database whose finsent tables are empty."""
     engine = make_engine(database_url)
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_all_tables(engine)
     yield engine
     engine.dispose()
 
