@@ -11,6 +11,7 @@ from pathlib import Path
 from consumers.embedded_broker import EmbeddedBrokerError
 from consumers.kafka_clients import BrokerUnavailable, create_producer, ensure_topics
 from consumers.replay import ReplayFileError, count_records, replay
+from pipeline.alerting.commands import add_alert_commands
 from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
 from pipeline.kafka_settings import kafka_options
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="consume news, store articles and scores (runs until SIGTERM/Ctrl-C)")
     worker.set_defaults(handler=_run_worker)
+
+    add_alert_commands(commands)
 
     database = commands.add_parser("db", help="database schema")
     database_commands = database.add_subparsers(title="db commands", metavar="ACTION", required=True)

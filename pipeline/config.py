@@ -14,11 +14,14 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.alerting.routing import AlertRoute
 
 ENV_PREFIX = "FINSENT_"
 CONFIG_FILE_VARIABLE = "FINSENT_CONFIG"
@@ -98,6 +101,10 @@ def _bucket_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _optional_bucket_widths(text: str) -> tuple[int, ...]:
+    return _bucket_widths(text) if text.strip() else ()
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -117,6 +124,67 @@ def _quantize(text: str) -> str:
     if value not in ("none", "int8"):
         raise ValueError("expected none or int8")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a positive number such as 0.25") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("expected a positive number such as 0.25")
+    return value
+
+
+def _fraction_or_less(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number between -1 and 1 such as -0.2") from None
+    if not -1.0 <= value <= 1.0:
+        raise ValueError("expected a number between -1 and 1 such as -0.2")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _optional_text(text: str) -> str:
+    return text.strip()
+
+
+def _optional_url(text: str) -> str:
+    text = text.strip()
+    if text and not re.match(r"^https?://[^\s/]+", text):
+        raise ValueError("expected an http:// or https:// URL, or leave it empty to turn the channel off")
+    return text
+
+
+def _email_list(text: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in text.split(",") if part.strip())
+    for address in addresses:
+        if not re.match(r"^[^@\s]+@[^@\s]+$", address):
+            raise ValueError(f"{address!r} is not an e-mail address; expected addresses such as risk@example.com, comma-separated")
+    return addresses
+
+
+def _spike_metric(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("negative_share", "mean_p_negative"):
+        raise ValueError("expected negative_share or mean_p_negative")
+    return value
+
+
+def _alert_routes(text: str) -> tuple[AlertRoute, ...]:
+    from pipeline.alerting.routing import parse_routes
+
+    return parse_routes(text)
 
 
 def _log_level(text: str) -> str:
@@ -168,6 +236,43 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
     SettingSpec("market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
     SettingSpec("log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    # detection (finsent scheduler, finsent backtest)
+    SettingSpec("alert_interval", "60s", parse_duration_seconds, "how often the scheduler runs a detection pass"),
+    SettingSpec("alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
+    SettingSpec("alert_lateness", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged"),
+    SettingSpec("alert_idle_close", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed"),
+    SettingSpec("alert_baseline_buckets", "48", _positive_int, "trailing buckets behind an entity's robust baseline (median and MAD)"),
+    SettingSpec("alert_min_history", "12", _positive_int, "buckets with articles an entity needs before its own baseline replaces the market prior"),
+    SettingSpec("alert_resolve_buckets", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert"),
+    SettingSpec("alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
+    SettingSpec("spike_metric", "negative_share", _spike_metric, "negative-spike metric: negative_share or mean_p_negative"),
+    SettingSpec("spike_z", "3.5", _positive_float, "negative spike: robust z-score above the baseline"),
+    SettingSpec("spike_min_rise", "0.25", _positive_float, "negative spike: least absolute rise above the baseline"),
+    SettingSpec("spike_min_articles", "5", _positive_int, "negative spike: least articles in the bucket"),
+    SettingSpec("trend_buckets", "36", _positive_int, "negative trend: buckets the emotion index fall is measured over"),
+    SettingSpec("trend_drop", "0.2", _positive_float, "negative trend: least fall of the decayed emotion index"),
+    SettingSpec("trend_min_articles", "20", _positive_int, "negative trend: least articles over those buckets"),
+    SettingSpec("buzz_z", "4", _positive_float, "negative buzz: robust z-score of the article count above its baseline"),
+    SettingSpec("buzz_ratio", "3", _positive_float, "negative buzz: least multiple of the baseline article count"),
+    SettingSpec("buzz_min_articles", "8", _positive_int, "negative buzz: least articles in the bucket"),
+    SettingSpec("buzz_max_sentiment", "-0.2", _fraction_or_less, "negative buzz: mean sentiment (p_pos - p_neg) must be at most this"),
+    # delivery (the outbox)
+    SettingSpec("alert_routes", "", _alert_routes, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert)"),
+    SettingSpec("alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off"),
+    SettingSpec("alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header"),
+    SettingSpec("alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off"),
+    SettingSpec("alert_smtp_host", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off"),
+    SettingSpec("alert_smtp_port", "587", _positive_int, "SMTP port"),
+    SettingSpec("alert_smtp_starttls", "true", _boolean, "upgrade the SMTP connection with STARTTLS"),
+    SettingSpec("alert_smtp_user", "", _optional_text, "SMTP login user; empty skips login"),
+    SettingSpec("alert_smtp_password", "", _optional_text, "SMTP login password"),
+    SettingSpec("alert_email_from", "finsent@localhost", _non_empty, "sender address of alert e-mails"),
+    SettingSpec("alert_email_to", "", _email_list, "recipients of alert e-mails, comma-separated"),
+    SettingSpec("alert_kafka", "true", _boolean, "publish alerts as JSON on the alerts topic"),
+    SettingSpec("delivery_max_attempts", "8", _positive_int, "attempts per delivery before it is marked failed"),
+    SettingSpec("delivery_backoff", "5s", parse_duration_seconds, "first retry delay; doubles each attempt, with jitter"),
+    SettingSpec("delivery_backoff_max", "15m", parse_duration_seconds, "longest retry delay"),
+    SettingSpec("delivery_timeout", "10s", parse_duration_seconds, "timeout of one delivery attempt"),
 )
 
 
@@ -198,6 +303,41 @@ class Settings:
     entities_file: Path | None
     market_entity: str
     log_level: str
+    alert_interval: int
+    alert_widths: tuple[int, ...]
+    alert_lateness: int
+    alert_idle_close: int
+    alert_baseline_buckets: int
+    alert_min_history: int
+    alert_resolve_buckets: int
+    alert_repeat_interval: int
+    spike_metric: str
+    spike_z: float
+    spike_min_rise: float
+    spike_min_articles: int
+    trend_buckets: int
+    trend_drop: float
+    trend_min_articles: int
+    buzz_z: float
+    buzz_ratio: float
+    buzz_min_articles: int
+    buzz_max_sentiment: float
+    alert_routes: tuple[AlertRoute, ...]
+    alert_webhook_url: str
+    alert_webhook_secret: str
+    alert_slack_webhook_url: str
+    alert_smtp_host: str
+    alert_smtp_port: int
+    alert_smtp_starttls: bool
+    alert_smtp_user: str
+    alert_smtp_password: str
+    alert_email_from: str
+    alert_email_to: tuple[str, ...]
+    alert_kafka: bool
+    delivery_max_attempts: int
+    delivery_backoff: int
+    delivery_backoff_max: int
+    delivery_timeout: int
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -228,6 +368,11 @@ class Settings:
         settings._check_consistency()
         return settings
 
+    @property
+    def judged_widths(self) -> tuple[int, ...]:
+        """The widths detection judges: FINSENT_ALERT_WIDTHS, or else the smallest bucket width."""
+        return self.alert_widths or self.bucket_widths[:1]
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -245,6 +390,24 @@ class Settings:
             raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
         if self.model_labels and len(self.model_labels) != 3:
             raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
+        missing = [width for width in self.alert_widths if width not in self.bucket_widths]
+        if missing:
+            raise ConfigError(
+                f"FINSENT_ALERT_WIDTHS has {', '.join(f'{w}s' for w in missing)}, which FINSENT_BUCKET_WIDTHS "
+                f"({', '.join(f'{w}s' for w in self.bucket_widths)}) does not keep: judge only kept widths or add them"
+            )
+        if self.delivery_backoff > self.delivery_backoff_max:
+            raise ConfigError(
+                f"FINSENT_DELIVERY_BACKOFF={self.delivery_backoff}s is longer than FINSENT_DELIVERY_BACKOFF_MAX="
+                f"{self.delivery_backoff_max}s: lower the first or raise the second"
+            )
+        if self.alert_smtp_host and not self.alert_email_to:
+            raise ConfigError(
+                f"FINSENT_ALERT_SMTP_HOST={self.alert_smtp_host!r} is set but FINSENT_ALERT_EMAIL_TO is empty: "
+                "name the recipients or unset the host"
+            )
+        if self.alert_smtp_user and not self.alert_smtp_password:
+            raise ConfigError("FINSENT_ALERT_SMTP_USER is set but FINSENT_ALERT_SMTP_PASSWORD is empty: give both or neither")
         for name in ("model_path", "entities_file"):
             path = getattr(self, name)
             if path is not None and not path.exists():

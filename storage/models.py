@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -47,7 +49,7 @@ class Article(Base):
     source: Mapped[str | None] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     lang: Mapped[str | None] = mapped_column(Text)
-    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
 
 
 class ArticleEntity(Base):
@@ -82,6 +84,8 @@ class Timestep(Base):
     """Per-entity, per-width bucket of the emotion series (event time); definitions in pipeline/timesteps.py."""
 
     __tablename__ = "timesteps"
+    __table_args__ = (Index("ix_timesteps_width_seconds_bucket_start", "width_seconds", "bucket_start"),)
+    """Detection reads every entity's recent buckets of one width: a range scan, not a table scan."""
 
     entity: Mapped[str] = mapped_column(Text, primary_key=True)
     width_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,9 +106,17 @@ class Timestep(Base):
 
 
 class Alert(Base):
-    """A raised alert. `dedup_key` is the last guard against two schedulers firing the same alert."""
+    """One alert episode of a fingerprint (entity, rule, width), from firing to resolved.
+
+    `dedup_key` (fingerprint @ first bucket) and the partial unique index (one firing alert per
+    fingerprint) are the last guards against two schedulers firing the same alert. Lifecycle times
+    (`last_notified_at`, `resolved_at`) are event times, bucket ends, so backtests replay exactly.
+    """
 
     __tablename__ = "alerts"
+    __table_args__ = (
+        Index("uq_alerts_firing_fingerprint", "fingerprint", unique=True, postgresql_where=text("state = 'firing'")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     dedup_key: Mapped[str] = mapped_column(Text, unique=True)
@@ -122,6 +134,51 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """Latest bucket the alert was judged on."""
+    quiet_buckets: Mapped[int] = mapped_column(Integer, default=0)
+    """Consecutive buckets back within the baseline; resolves at FINSENT_ALERT_RESOLVE_BUCKETS."""
+    silenced: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AlertEvent(Base):
+    """A state change of an alert: fired, escalated, repeated or resolved. Deliveries follow events."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "kind", "bucket_start"),
+        ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(Text)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    severity: Mapped[str] = mapped_column(Text)
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Silence(Base):
+    """While active, alerts of matching entities are recorded but not notified."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    entity_glob: Mapped[str] = mapped_column(Text)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DetectionProgress(Base):
+    """How far the scheduler has judged each width: the start of the last closed bucket evaluated."""
+
+    __tablename__ = "detection_progress"
+
+    width_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluated_through: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Delivery(Base):

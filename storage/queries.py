@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, and_, select
+from sqlalchemy import Connection, Engine, Select, and_, func, select
 
-from storage.models import Article, ArticleEntity, ArticleScore, Timestep
+from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
 
 ARTICLE_COLUMNS = [
     "id", "published_at", "headline", "source", "url", "matched_by",
@@ -127,3 +128,71 @@ def _timestep_statement(entity: str, width_seconds: int, model_version: str | No
     if model_version is not None:
         statement = statement.where(Timestep.model_version == model_version)
     return statement
+
+
+DETECTION_COLUMNS = [
+    "entity", "bucket_start", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index",
+]
+
+
+def timesteps_window(
+    connection: Connection, width_seconds: int, start: datetime, end: datetime, entities: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Stored buckets of every entity (or of `entities`) of one width starting in [start, end):
+    the frame detection judges."""
+    statement = select(*(Timestep.__table__.c[name] for name in DETECTION_COLUMNS)).where(
+        Timestep.width_seconds == width_seconds, Timestep.bucket_start >= start, Timestep.bucket_start < end
+    )
+    if entities is not None:
+        statement = statement.where(Timestep.entity.in_(list(entities)))
+    frame = pd.DataFrame(connection.execute(statement).all(), columns=DETECTION_COLUMNS)
+    frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
+    return frame
+
+
+def ingest_watermark(connection: Connection) -> tuple[datetime | None, datetime | None]:
+    """(newest article event time, newest ingestion time), both None on an empty database."""
+    newest_event = connection.execute(select(func.max(Article.published_at))).scalar()
+    newest_ingest = connection.execute(select(func.max(Article.ingested_at))).scalar()
+    return newest_event, newest_ingest
+
+
+def top_negative_articles(connection: Connection, entity: str, start: datetime, end: datetime, limit: int = 3) -> list[dict[str, Any]]:
+    """The most negative scored articles about `entity` published in [start, end): alert evidence."""
+    statement = (
+        select(Article.id, Article.headline, Article.published_at, ArticleScore.p_negative)
+        .join(ArticleEntity, ArticleEntity.article_id == Article.id)
+        .join(ArticleScore, ArticleScore.article_id == Article.id)
+        .where(ArticleEntity.entity == entity, ArticleEntity.published_at >= start, ArticleEntity.published_at < end)
+        .order_by(ArticleScore.p_negative.desc(), Article.id)
+        .limit(limit)
+    )
+    return [
+        {"id": row.id, "headline": row.headline, "p_negative": round(float(row.p_negative), 4),
+         "published_at": row.published_at.isoformat()}
+        for row in connection.execute(statement)
+    ]
+
+
+ALERT_COLUMNS = [
+    "id", "entity", "rule", "width_seconds", "bucket_start", "severity", "state", "value", "baseline",
+    "fired_at", "resolved_at", "acked_at", "silenced", "evidence",
+]
+
+
+def alerts_frame(
+    engine: Engine, entity: str | None = None, since: datetime | None = None, state: str | None = None
+) -> pd.DataFrame:
+    """Alerts, newest bucket first; `since` filters on the bucket that fired them (event time)."""
+    statement = select(*(Alert.__table__.c[name] for name in ALERT_COLUMNS)).order_by(Alert.bucket_start.desc(), Alert.id.desc())
+    if entity is not None:
+        statement = statement.where(Alert.entity == entity)
+    if since is not None:
+        statement = statement.where(Alert.bucket_start >= since)
+    if state is not None:
+        statement = statement.where(Alert.state == state)
+    with engine.connect() as connection:
+        frame = pd.DataFrame(connection.execute(statement).all(), columns=ALERT_COLUMNS)
+    for column in ("bucket_start", "fired_at", "resolved_at", "acked_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame

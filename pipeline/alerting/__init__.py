@@ -1,0 +1,1 @@
+"""Alerting: detection rules, alert lifecycle, notification channels and the scheduler."""

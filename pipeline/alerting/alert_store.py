@@ -1,0 +1,159 @@
+"""The lifecycle's rows in PostgreSQL: firing alerts in, transitions out, inside the caller's transaction.
+
+The unique dedup key (fingerprint @ first bucket), the partial unique index (one firing alert per
+fingerprint) and the unique (alert, kind, bucket) of alert_events are the last guards: when another
+scheduler already stored a transition, the insert does nothing and no delivery is queued twice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from pipeline.alerting.lifecycle import FIRED, AlertState, Transition
+from pipeline.alerting.notice import event_label
+from pipeline.alerting.outbox import enqueue_deliveries
+from storage.models import Alert, AlertEvent, DetectionProgress, Silence
+
+Evidence = Callable[[AlertState], dict[str, Any]]
+Router = Callable[[str, str], Sequence[str]]
+"""(entity, severity) -> channel names the alert goes to."""
+
+
+@dataclass
+class StoreReport:
+    transitions: dict[str, int] = field(default_factory=dict)
+    deliveries: int = 0
+    already_stored: int = 0
+    silenced: int = 0
+
+
+def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
+    rows = session.scalars(select(Alert).where(Alert.state == "firing", Alert.width_seconds == width_seconds))
+    return {
+        alert.fingerprint: AlertState(
+            fingerprint=alert.fingerprint, entity=alert.entity, rule=alert.rule, width_seconds=alert.width_seconds,
+            first_bucket=alert.bucket_start, last_bucket=alert.last_bucket_start, severity=alert.severity,
+            value=alert.value, baseline=alert.baseline, quiet_buckets=alert.quiet_buckets,
+            last_notified_at=alert.last_notified_at or alert.bucket_start, acked=alert.acked_at is not None,
+            alert_id=alert.id, candidate=dict(alert.evidence or {}),
+        )
+        for alert in rows
+    }
+
+
+def active_silences(session: Session, now: datetime) -> list[str]:
+    return list(session.scalars(select(Silence.entity_glob).where(Silence.ends_at > now)))
+
+
+def is_silenced(entity: str, globs: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(entity.upper(), glob.upper()) for glob in globs)
+
+
+def store_transitions(
+    session: Session,
+    transitions: Sequence[Transition],
+    still_firing: Mapping[str, AlertState],
+    evidence: Evidence,
+    route: Router | None,
+    silences: Sequence[str] = (),
+) -> StoreReport:
+    """Write the transitions in order, queue their deliveries (`route` None: queue nothing, as in a
+    backtest written to the tables), then save the lifecycle state of the alerts still firing."""
+    report = StoreReport()
+    ids: dict[str, int] = {}
+    lost: set[str] = set()
+    silenced_keys: set[str] = set()
+    for transition in transitions:
+        state = transition.state
+        key = state.dedup_key
+        if key in lost:
+            continue
+        if transition.kind == FIRED:
+            silenced = is_silenced(state.entity, silences)
+            alert_id = session.execute(
+                insert(Alert).values(**_alert_values(state, evidence(state)), dedup_key=key, fingerprint=state.fingerprint,
+                                     entity=state.entity, rule=state.rule, width_seconds=state.width_seconds,
+                                     bucket_start=state.first_bucket, silenced=silenced)
+                .on_conflict_do_nothing()
+                .returning(Alert.id)
+            ).scalar()
+            if alert_id is None:
+                lost.add(key)
+                report.already_stored += 1
+                continue
+            if silenced:
+                silenced_keys.add(key)
+        else:
+            alert_id = ids.get(key) or state.alert_id or _alert_id(session, key)
+            if alert_id is None:
+                continue
+            session.execute(update(Alert).where(Alert.id == alert_id).values(**_alert_values(state, evidence(state))))
+        ids[key] = alert_id
+        inserted = session.execute(
+            insert(AlertEvent).values(alert_id=alert_id, kind=transition.kind, bucket_start=transition.bucket_start,
+                                      severity=state.severity, value=state.value)
+            .on_conflict_do_nothing()
+            .returning(AlertEvent.id)
+        ).scalar()
+        if inserted is None:
+            report.already_stored += 1
+            continue
+        report.transitions[transition.kind] = report.transitions.get(transition.kind, 0) + 1
+        if key in silenced_keys or _stored_silenced(session, alert_id, transition):
+            report.silenced += 1
+        elif route is not None:
+            report.deliveries += enqueue_deliveries(
+                session, alert_id, event_label(transition.kind, transition.bucket_start), route(state.entity, state.severity))
+    for state in still_firing.values():
+        if state.dedup_key in lost:
+            continue
+        alert_id = ids.get(state.dedup_key) or state.alert_id
+        if alert_id is not None:
+            session.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "firing").values(
+                last_bucket_start=state.last_bucket, quiet_buckets=state.quiet_buckets))
+    return report
+
+
+def _stored_silenced(session: Session, alert_id: int, transition: Transition) -> bool:
+    if transition.kind == FIRED:
+        return False
+    return bool(session.execute(select(Alert.silenced).where(Alert.id == alert_id)).scalar())
+
+
+def _alert_values(state: AlertState, evidence: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "value": state.value, "baseline": state.baseline, "severity": state.severity,
+        "state": "firing" if state.firing else "resolved", "resolved_at": state.resolved_at,
+        "last_notified_at": state.last_notified_at, "last_bucket_start": state.last_bucket,
+        "quiet_buckets": state.quiet_buckets,
+    }
+    if state.firing:
+        values["evidence"] = evidence
+    return values
+
+
+def _alert_id(session: Session, key: str) -> int | None:
+    return session.execute(select(Alert.id).where(Alert.dedup_key == key)).scalar()
+
+
+def evaluated_through(session: Session, width_seconds: int) -> datetime | None:
+    return session.execute(
+        select(DetectionProgress.evaluated_through).where(DetectionProgress.width_seconds == width_seconds)
+    ).scalar()
+
+
+def set_evaluated_through(session: Session, width_seconds: int, bucket_start: datetime) -> None:
+    statement = insert(DetectionProgress).values(width_seconds=width_seconds, evaluated_through=bucket_start)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[DetectionProgress.width_seconds],
+        set_={"evaluated_through": statement.excluded.evaluated_through, "updated_at": statement.excluded.updated_at},
+    ))
+

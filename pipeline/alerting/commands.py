@@ -1,0 +1,228 @@
+"""The alerting side of the `finsent` command line: scheduler, backtest, alerts, ack, silence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from pipeline.config import SETTING_SPECS, Settings, parse_duration_seconds
+from pipeline.errors import UserError
+
+RULE_SETTINGS = (
+    "alert_baseline_buckets", "alert_min_history", "alert_resolve_buckets", "alert_repeat_interval", "spike_metric",
+    "spike_z", "spike_min_rise", "spike_min_articles", "trend_buckets", "trend_drop", "trend_min_articles", "buzz_z",
+    "buzz_ratio", "buzz_min_articles", "buzz_max_sentiment",
+)
+FORMATS = ("table", "json", "csv")
+
+
+def add_alert_commands(commands: Any) -> None:
+    scheduler = commands.add_parser("scheduler", help="run detection passes and send notifications (runs until SIGTERM/Ctrl-C)")
+    scheduler.add_argument("--once", action="store_true", help="run one detection pass, send what is due, and exit (cron style)")
+    scheduler.set_defaults(handler=run_scheduler)
+
+    backtest = commands.add_parser(
+        "backtest", help="run detection over stored history as if live, and print the alerts that would have fired")
+    backtest.add_argument("--from", dest="start", type=_moment, required=True, help="first bucket, ISO 8601 (e.g. 2026-03-01 or 2026-03-01T09:00Z)")
+    backtest.add_argument("--to", dest="end", type=_moment, required=True, help="end (exclusive), ISO 8601")
+    backtest.add_argument("--entity", help="judge only this entity (against the market prior where it has no history)")
+    backtest.add_argument("--width", type=_duration, help="bucket width to judge (default: the first of FINSENT_ALERT_WIDTHS)")
+    backtest.add_argument("--format", choices=FORMATS, default="table")
+    backtest.add_argument("--out", type=Path, help="write the alerts here (format from --format) instead of stdout")
+    backtest.add_argument("--write", action="store_true", help="also store the alerts in the live alert tables (nothing is sent)")
+    for field in RULE_SETTINGS:
+        spec = next(s for s in SETTING_SPECS if s.field == field)
+        backtest.add_argument(f"--{field.replace('_', '-')}", dest=f"rule_{field}", metavar="VALUE",
+                              help=f"{spec.help} (default {spec.env_name} or {spec.default})")
+    backtest.set_defaults(handler=run_backtest_command)
+
+    alerts = commands.add_parser("alerts", help="list alerts")
+    alerts.add_argument("--entity", help="only this entity")
+    alerts.add_argument("--since", type=_duration, help="only alerts whose bucket is newer than this (e.g. 6h, 1d)")
+    alerts.add_argument("--state", choices=("firing", "resolved"))
+    alerts.add_argument("--format", choices=FORMATS, default="table")
+    alerts.set_defaults(handler=list_alerts)
+
+    ack = commands.add_parser("ack", help="acknowledge an alert: no repeated notifications while it fires")
+    ack.add_argument("alert_id", type=int, metavar="ID")
+    ack.set_defaults(handler=acknowledge)
+
+    silence = commands.add_parser("silence", help="record but do not notify alerts of an entity for a while")
+    silence.add_argument("entity", metavar="ENTITY", help="entity or glob, e.g. PFE or BANK*")
+    silence.add_argument("--for", dest="duration", type=_duration, required=True, help="how long, e.g. 2h")
+    silence.add_argument("--reason", default="", help="why, for the record")
+    silence.set_defaults(handler=add_silence)
+
+
+def run_scheduler(settings: Settings, arguments: argparse.Namespace) -> int:
+    import threading
+
+    from pipeline.alerting.scheduler import AlertScheduler, build_parts
+    from pipeline.database import open_database
+    from pipeline.worker import stop_on_signals
+    from storage.migrate import ensure_schema
+
+    database = open_database(settings)
+    try:
+        ensure_schema(database.engine)
+        parts = build_parts(settings, database.engine)
+        scheduler = AlertScheduler(parts, settings.alert_interval)
+        if arguments.once:
+            try:
+                scheduler.detect_once()
+                scheduler.deliver_once()
+            finally:
+                parts.close()
+            return 0
+        stop = threading.Event()
+        stop_on_signals(stop)
+        scheduler.run(stop)
+    finally:
+        database.close()
+    return 0
+
+
+def run_backtest_command(settings: Settings, arguments: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.alerting.backtest import run_backtest, write_backtest
+    from pipeline.alerting.rules import DetectionRules
+    from pipeline.alerting.scheduler import lifecycle_policy
+    from pipeline.database import open_database
+    from storage.migrate import ensure_schema
+
+    if arguments.end <= arguments.start:
+        raise UserError(f"--to {arguments.end.isoformat()} must be after --from {arguments.start.isoformat()}")
+    settings = _with_rule_overrides(settings, arguments)
+    width = arguments.width or settings.judged_widths[0]
+    if width not in settings.bucket_widths:
+        raise UserError(f"--width {width}s is not a stored bucket width; choose one of "
+                        f"{', '.join(f'{w}s' for w in settings.bucket_widths)} (FINSENT_BUCKET_WIDTHS)")
+    database = open_database(settings)
+    try:
+        ensure_schema(database.engine)
+        with tqdm(total=None, unit="bucket", desc="backtest", file=sys.stderr, mininterval=0.5) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = run_backtest(database.engine, DetectionRules.from_settings(settings), lifecycle_policy(settings),
+                                  width, arguments.start, arguments.end, settings.market_entity, arguments.entity, progress)
+        print(f"judged {result.buckets} buckets of {width}s for {result.entities} entities: "
+              f"{len(result.alerts)} alerts would have fired", file=sys.stderr)
+        _emit(result.alerts, arguments.format, arguments.out)
+        if arguments.write:
+            stored = write_backtest(database.engine, result, width)
+            print(f"stored {stored.transitions.get('fired', 0)} new alerts "
+                  f"({stored.already_stored} already stored); no notification sent", file=sys.stderr)
+    finally:
+        database.close()
+    return 0
+
+
+def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.database import open_database
+    from storage.queries import alerts_frame
+
+    since = datetime.now(timezone.utc) - timedelta(seconds=arguments.since) if arguments.since else None
+    database = open_database(settings)
+    try:
+        frame = alerts_frame(database.engine, arguments.entity, since, arguments.state)
+    finally:
+        database.close()
+    if arguments.format == "table":
+        frame = frame.assign(
+            z=frame["evidence"].map(lambda e: (e or {}).get("z_score")),
+            articles=frame["evidence"].map(lambda e: (e or {}).get("article_count")),
+            width=frame["width_seconds"].map(lambda w: f"{w // 60}m" if w < 3600 else f"{w // 3600}h"),
+        )[["id", "entity", "rule", "width", "bucket_start", "severity", "state", "value", "baseline", "z", "articles",
+           "acked_at", "silenced"]]
+    _emit(frame, arguments.format, None)
+    return 0
+
+
+def acknowledge(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.database import open_database
+    from storage.models import Alert
+
+    database = open_database(settings)
+    try:
+        with Session(database.engine) as session, session.begin():
+            alert = session.execute(select(Alert.entity, Alert.rule, Alert.state).where(Alert.id == arguments.alert_id)).first()
+            if alert is None:
+                raise UserError(f"no alert with id {arguments.alert_id}; `finsent alerts` lists them")
+            session.execute(update(Alert).where(Alert.id == arguments.alert_id, Alert.acked_at.is_(None))
+                            .values(acked_at=datetime.now(timezone.utc)))
+    finally:
+        database.close()
+    print(f"acknowledged alert {arguments.alert_id} ({alert.entity} {alert.rule}, {alert.state}): no repeated notifications")
+    return 0
+
+
+def add_silence(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.database import open_database
+    from storage.models import Silence
+
+    ends_at = datetime.now(timezone.utc) + timedelta(seconds=arguments.duration)
+    database = open_database(settings)
+    try:
+        with Session(database.engine) as session, session.begin():
+            session.add(Silence(entity_glob=arguments.entity.upper(), ends_at=ends_at, reason=arguments.reason))
+    finally:
+        database.close()
+    print(f"silenced {arguments.entity.upper()} until {ends_at.isoformat(timespec='seconds')}: alerts are recorded, not sent")
+    return 0
+
+
+def _with_rule_overrides(settings: Settings, arguments: argparse.Namespace) -> Settings:
+    raw = {field: getattr(arguments, f"rule_{field}") for field in RULE_SETTINGS if getattr(arguments, f"rule_{field}") is not None}
+    changes: dict[str, Any] = {}
+    for field, text in raw.items():
+        spec = next(s for s in SETTING_SPECS if s.field == field)
+        try:
+            changes[field] = spec.parse(text)
+        except ValueError as error:
+            raise UserError(f"--{field.replace('_', '-')} {text!r} is invalid: {error}") from None
+    return settings.replace(**changes)
+
+
+def _emit(frame: pd.DataFrame, form: str, out: Path | None) -> None:
+    if form == "json":
+        text = json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2) + "\n"
+    elif form == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = (frame.to_string(index=False) if not frame.empty else "no alerts") + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip())
+            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or time; use ISO 8601 such as 2026-03-02 or 2026-03-02T15:30Z") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC (e.g. {text}Z)")
+    return moment.astimezone(timezone.utc)
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None

@@ -1,0 +1,173 @@
+"""Alert lifecycle as a pure state machine over judged buckets (Alertmanager's ideas, event time).
+
+A fingerprint (entity, rule, width) is either quiet or has one firing alert:
+
+- quiet + the rule triggers at bucket b  -> a new alert fires (dedup key: fingerprint @ b);
+- firing + triggers again                -> nothing new, unless its severity rose (escalated)
+                                            or `repeat_interval` passed since the last notice
+                                            and nobody acknowledged it (repeated);
+- firing + `resolve_buckets` consecutive buckets without a trigger (empty buckets count)
+                                         -> resolved.
+
+Times are bucket ends (event time), never the wall clock, so a live scheduler and a backtest over
+the same history produce the same alerts.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.alerting.severity import severity_rank
+
+FIRED, ESCALATED, REPEATED, RESOLVED = "fired", "escalated", "repeated", "resolved"
+
+
+def fingerprint(entity: str, rule: str, width_seconds: int) -> str:
+    return f"{entity}/{rule}/{width_seconds}s"
+
+
+def dedup_key(fingerprint_: str, first_bucket: datetime) -> str:
+    return f"{fingerprint_}@{first_bucket.isoformat()}"
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    resolve_buckets: int = 3
+    repeat_interval: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What the lifecycle needs to know about one alert episode; `alert_id` is None until stored."""
+
+    fingerprint: str
+    entity: str
+    rule: str
+    width_seconds: int
+    first_bucket: datetime
+    last_bucket: datetime
+    severity: str
+    value: float
+    baseline: float
+    quiet_buckets: int
+    last_notified_at: datetime
+    acked: bool = False
+    resolved_at: datetime | None = None
+    alert_id: int | None = None
+    candidate: Mapping[str, Any] = field(default_factory=dict)
+    """The latest triggering candidate row (detection's evidence)."""
+
+    @property
+    def firing(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.fingerprint, self.first_bucket)
+
+
+@dataclass(frozen=True)
+class Transition:
+    kind: str
+    bucket_start: datetime
+    state: AlertState
+    """The alert as it is right after this transition."""
+
+
+def advance(
+    firing: Mapping[str, AlertState],
+    candidates: Iterable[Mapping[str, Any]],
+    width_seconds: int,
+    judge_from: datetime,
+    judge_through: datetime,
+    policy: LifecyclePolicy,
+) -> tuple[dict[str, AlertState], list[Transition]]:
+    """Run every fingerprint over the judged buckets [judge_from, judge_through] of one width.
+
+    `firing` holds the alerts firing before `judge_from`; `candidates` are detection's rows for
+    these buckets. Returns the alerts still firing afterwards and the transitions in bucket order.
+    """
+    width = timedelta(seconds=width_seconds)
+    triggers: dict[str, dict[datetime, Mapping[str, Any]]] = {}
+    for row in candidates:
+        key = fingerprint(row["entity"], row["rule"], width_seconds)
+        triggers.setdefault(key, {})[_as_datetime(row["bucket_start"])] = row
+    still_firing: dict[str, AlertState] = {}
+    transitions: list[Transition] = []
+    for key in sorted(set(firing) | set(triggers)):
+        state, changes = _run_one(firing.get(key), triggers.get(key, {}), width, judge_from, judge_through, policy)
+        transitions.extend(changes)
+        if state is not None and state.firing:
+            still_firing[key] = state
+    transitions.sort(key=lambda t: (t.bucket_start, t.state.fingerprint))
+    return still_firing, transitions
+
+
+def _run_one(
+    state: AlertState | None,
+    triggers: Mapping[datetime, Mapping[str, Any]],
+    width: timedelta,
+    judge_from: datetime,
+    judge_through: datetime,
+    policy: LifecyclePolicy,
+) -> tuple[AlertState | None, list[Transition]]:
+    trigger_buckets = sorted(triggers)
+    changes: list[Transition] = []
+    bucket: datetime | None = judge_from if state is not None and state.firing else _next(trigger_buckets, judge_from)
+    while bucket is not None and bucket <= judge_through:
+        row = triggers.get(bucket)
+        end = bucket + width
+        if state is None or not state.firing:
+            if row is None:
+                bucket = _next(trigger_buckets, bucket)
+                continue
+            state = _fire(row, bucket, end, width)
+            changes.append(Transition(FIRED, bucket, state))
+        elif row is not None:
+            severity = str(row["severity"])
+            state = replace(state, last_bucket=bucket, quiet_buckets=0, value=float(row["value"]),
+                            baseline=float(row["baseline"]), candidate=row)
+            if severity_rank(severity) > severity_rank(state.severity):
+                state = replace(state, severity=severity, last_notified_at=end)
+                changes.append(Transition(ESCALATED, bucket, state))
+            elif not state.acked and end - state.last_notified_at >= policy.repeat_interval:
+                state = replace(state, last_notified_at=end)
+                changes.append(Transition(REPEATED, bucket, state))
+        else:
+            state = replace(state, last_bucket=bucket, quiet_buckets=state.quiet_buckets + 1)
+            if state.quiet_buckets >= policy.resolve_buckets:
+                state = replace(state, resolved_at=end)
+                changes.append(Transition(RESOLVED, bucket, state))
+        bucket += width
+    return state, changes
+
+
+def _fire(row: Mapping[str, Any], bucket: datetime, end: datetime, width: timedelta) -> AlertState:
+    return AlertState(
+        fingerprint=fingerprint(str(row["entity"]), str(row["rule"]), int(width.total_seconds())),
+        entity=str(row["entity"]),
+        rule=str(row["rule"]),
+        width_seconds=int(width.total_seconds()),
+        first_bucket=bucket,
+        last_bucket=bucket,
+        severity=str(row["severity"]),
+        value=float(row["value"]),
+        baseline=float(row["baseline"]),
+        quiet_buckets=0,
+        last_notified_at=end,
+        candidate=row,
+    )
+
+
+def _next(buckets: list[datetime], at_or_after: datetime) -> datetime | None:
+    """The first trigger bucket at or after `at_or_after`: quiet stretches are skipped, not walked."""
+    index = bisect.bisect_left(buckets, at_or_after)
+    return buckets[index] if index < len(buckets) else None
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value

@@ -1,0 +1,138 @@
+"""`finsent scheduler`: APScheduler runs a detection pass every FINSENT_ALERT_INTERVAL and sends
+due notifications every few seconds, on the leader replica only.
+
+Standbys try for leadership at every tick, so one takes over within an interval of the leader
+dying. A database outage is logged and retried at the next tick; it never stops the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from pipeline.alerting.channels.channel import Channel
+from pipeline.alerting.channels.configured import channels_from_settings
+from pipeline.alerting.delivery_retry import DeliveryRetryPolicy
+from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule
+from pipeline.alerting.leadership import Leadership
+from pipeline.alerting.lifecycle import LifecyclePolicy
+from pipeline.alerting.outbox import OutboxDispatcher
+from pipeline.alerting.routing import channels_for
+from pipeline.alerting.rules import DetectionRules
+from pipeline.config import Settings
+
+log = logging.getLogger(__name__)
+
+DELIVERY_POLL_SECONDS = 2.0
+DELIVERY_BATCH = 20
+
+
+@dataclass(frozen=True)
+class SchedulerParts:
+    detection: DetectionPass
+    dispatcher: OutboxDispatcher
+    leadership: Leadership
+    channels: Mapping[str, Channel]
+
+    def close(self) -> None:
+        """Give up leadership and flush/close the channels (the Kafka producer)."""
+        self.leadership.release()
+        for channel in self.channels.values():
+            channel.close()
+
+
+def build_parts(settings: Settings, engine: Engine) -> SchedulerParts:
+    channels = channels_from_settings(settings)
+
+    def route(entity: str, severity: str) -> list[str]:
+        return channels_for(entity, severity, channels, settings.alert_routes)
+
+    detection = DetectionPass(
+        engine,
+        DetectionRules.from_settings(settings),
+        lifecycle_policy(settings),
+        DetectionSchedule(
+            widths=settings.judged_widths,
+            lateness=timedelta(seconds=settings.alert_lateness),
+            idle_close=timedelta(seconds=settings.alert_idle_close),
+            market_entity=settings.market_entity,
+        ),
+        route,
+    )
+    # A small batch per tick: a receiver that times out cannot hold detection passes back for long.
+    dispatcher = OutboxDispatcher(engine, channels, DeliveryRetryPolicy.from_settings(settings), batch_limit=DELIVERY_BATCH)
+    return SchedulerParts(detection, dispatcher, Leadership(engine), channels)
+
+
+def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
+    return LifecyclePolicy(settings.alert_resolve_buckets, timedelta(seconds=settings.alert_repeat_interval))
+
+
+class AlertScheduler:
+    def __init__(self, parts: SchedulerParts, interval_seconds: float) -> None:
+        self._parts = parts
+        self._interval = interval_seconds
+        # One worker thread: passes and deliveries never overlap and share the leader connection safely.
+        self._scheduler = BlockingScheduler(timezone=timezone.utc, executors={"default": ThreadPoolExecutor(1)})
+        self._was_leader: bool | None = None
+
+    def detect_once(self, close_all: bool = False) -> None:
+        if not self._leading():
+            return
+        try:
+            report = self._parts.detection.run(close_all=close_all)
+        except DBAPIError as error:
+            log.warning("detection_pass_failed", extra={"kv": {"error": _one_line(error), "retry_in_s": self._interval}})
+            return
+        log.info("detection_pass", extra={"kv": report.log_fields()})
+
+    def deliver_once(self) -> None:
+        if not self._leading():
+            return
+        try:
+            report = self._parts.dispatcher.dispatch_due()
+        except DBAPIError as error:
+            log.warning("delivery_pass_failed", extra={"kv": {"error": _one_line(error)}})
+            return
+        if report.sent or report.retried or report.failed:
+            log.info("delivery_pass", extra={"kv": {"sent": report.sent, "retried": report.retried, "failed": report.failed}})
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set: passes every interval (the first at once), deliveries every few seconds."""
+        now = datetime.now(timezone.utc)
+        self._scheduler.add_job(self.detect_once, IntervalTrigger(seconds=self._interval), next_run_time=now,
+                                id="detect", max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._scheduler.add_job(self.deliver_once, IntervalTrigger(seconds=DELIVERY_POLL_SECONDS), next_run_time=now,
+                                id="deliver", max_instances=1, coalesce=True, misfire_grace_time=None)
+        watcher = threading.Thread(target=self._stop_when_set, args=(stop,), name="scheduler-stop", daemon=True)
+        watcher.start()
+        log.info("scheduler_started", extra={"kv": {"interval_s": self._interval, "delivery_poll_s": DELIVERY_POLL_SECONDS}})
+        try:
+            self._scheduler.start()
+        finally:
+            self._parts.close()
+            log.info("scheduler_stopped", extra={"kv": {}})
+
+    def _stop_when_set(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._scheduler.shutdown(wait=True)
+
+    def _leading(self) -> bool:
+        leader = self._parts.leadership.ensure()
+        if leader != self._was_leader:
+            log.info("scheduler_role", extra={"kv": {"role": "leader" if leader else "standby"}})
+            self._was_leader = leader
+        return leader
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(getattr(error, "orig", error)).split())[:300]

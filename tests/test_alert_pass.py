@@ -1,0 +1,130 @@
+"""Live detection passes on a real PostgreSQL: one alert per story, evidence, no doubles."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from pipeline.alerting.alert_store import store_transitions
+from pipeline.alerting.backtest import run_backtest
+from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule, evidence_reader
+from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy, advance
+from pipeline.alerting.rules import DetectionRules, detect
+from storage.models import Alert, AlertEvent, Delivery, DetectionProgress
+from storage.queries import timesteps_window
+from tests.alert_history import MARKET, WIDTH, bucket, write_history
+
+RULES = DetectionRules()
+POLICY = LifecyclePolicy(resolve_buckets=3, repeat_interval=timedelta(hours=4))
+SCHEDULE = DetectionSchedule(widths=(WIDTH,), lateness=timedelta(minutes=2), idle_close=timedelta(minutes=10),
+                             market_entity=MARKET)
+
+
+def route(_entity: str, _severity: str) -> list[str]:
+    return ["log", "webhook"]
+
+
+def detection(engine: Engine, now: datetime) -> DetectionPass:
+    return DetectionPass(engine, RULES, POLICY, SCHEDULE, route, clock=lambda: now)
+
+
+def test_one_pass_raises_one_spike_with_evidence_and_queues_its_deliveries(engine: Engine) -> None:
+    write_history(engine, ["PFE", "AAPL", "XOM"], 120, burst_entity="PFE", burst_at=100)
+    report = detection(engine, bucket(200)).run()
+    assert report.stored.transitions == {"fired": 1, "resolved": 1}
+    with Session(engine) as session:
+        alerts = session.scalars(select(Alert)).all()
+        assert [(a.entity, a.rule, a.bucket_start, a.state) for a in alerts] == [("PFE", "negative_spike", bucket(100), "resolved")]
+        evidence = alerts[0].evidence
+        assert evidence["article_count"] == 10
+        assert evidence["value"] == 0.9 and abs(evidence["baseline"] - 0.1) < 0.03
+        assert evidence["z_score"] > RULES.spike.z and evidence["baseline_source"] == "own"
+        assert [h["id"] for h in evidence["top_negative"]] == ["PFE-neg-0", "PFE-neg-1", "PFE-neg-2"]
+        deliveries = session.execute(select(Delivery.channel, Delivery.event).order_by(Delivery.event, Delivery.channel)).all()
+        assert [d.channel for d in deliveries] == ["log", "webhook", "log", "webhook"]
+        # Idle for over FINSENT_ALERT_IDLE_CLOSE: the wall clock closes every bucket up to now.
+        assert session.scalar(select(DetectionProgress.evaluated_through)) == bucket(198)
+    again = detection(engine, bucket(200)).run()
+    assert again.stored.transitions == {} and again.judged == {}
+
+
+def test_bucket_by_bucket_passes_equal_one_pass_and_the_backtest(engine: Engine) -> None:
+    write_history(engine, ["PFE", "AAPL"], 130, burst_entity="PFE", burst_at=100)
+    # The newest article is at bucket 129; each pass sees the watermark a bucket further on.
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE articles SET ingested_at = now()")
+    for k in range(98, 130):
+        DetectionPass(engine, RULES, POLICY, SCHEDULE, route, clock=lambda k=k: bucket(k) + timedelta(minutes=8)).run()
+    with Session(engine) as session:
+        events = session.execute(select(AlertEvent.kind, AlertEvent.bucket_start).order_by(AlertEvent.id)).all()
+    assert [(e.kind, e.bucket_start) for e in events] == [(FIRED, bucket(100)), ("resolved", bucket(103))]
+    backtest = run_backtest(engine, RULES, POLICY, WIDTH, bucket(60), bucket(130), MARKET)
+    assert backtest.alerts[["entity", "rule", "fired_bucket"]].values.tolist() == [["PFE", "negative_spike", pd.Timestamp(bucket(100))]]
+    assert backtest.alerts.iloc[0]["resolved_at"] == bucket(104)
+
+
+def test_two_writers_of_the_same_transitions_store_one_alert_and_one_set_of_deliveries(engine: Engine) -> None:
+    """The unique keys are the last guard when two schedulers judge the same bucket (no locks here)."""
+    write_history(engine, ["PFE"], 120, burst_entity="PFE", burst_at=100)
+    with engine.connect() as connection:
+        frame = timesteps_window(connection, WIDTH, bucket(0), bucket(120))
+    candidates = detect(frame, WIDTH, bucket(60), bucket(101), RULES, MARKET).to_dict("records")
+    firing, transitions = advance({}, candidates, WIDTH, bucket(60), bucket(101), POLICY)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with Session(engine) as session, session.begin():
+                barrier.wait()
+                store_transitions(session, transitions, firing, evidence_reader(session, WIDTH), route)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 1
+        assert session.scalar(select(func.count()).select_from(AlertEvent)) == 1
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+
+
+def test_silenced_entity_alerts_are_recorded_but_not_delivered(engine: Engine) -> None:
+    from storage.models import Silence
+
+    write_history(engine, ["PFE", "AAPL"], 120, burst_entity="PFE", burst_at=100)
+    with Session(engine) as session, session.begin():
+        session.add(Silence(entity_glob="PF*", ends_at=bucket(300), reason="known story"))
+    report = detection(engine, bucket(200)).run()
+    assert report.stored.transitions.get("fired") == 1
+    with Session(engine) as session:
+        assert session.scalar(select(Alert.silenced)) is True
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_a_burst_about_a_silent_entity_alerts_against_the_market_prior(engine: Engine) -> None:
+    write_history(engine, ["AAPL"], 120)
+    from tests.alert_history import write_burst_articles
+    from storage.models import Timestep
+    from sqlalchemy import insert
+
+    with engine.begin() as connection:
+        connection.execute(insert(Timestep).values(
+            entity="SIVB", width_seconds=WIDTH, bucket_start=bucket(110), model_version="test-model", article_count=12,
+            mean_p_negative=0.85, mean_p_neutral=0.1, mean_p_positive=0.05, negative_share=0.92, mean_sentiment=-0.8,
+            emotion_index=-0.8, decay_sum=-0.8, decay_weight=1.0))
+        write_burst_articles(connection, "SIVB", bucket(110), 12)
+    detection(engine, bucket(200)).run()
+    with Session(engine) as session:
+        alerts = session.execute(select(Alert.entity, Alert.rule, Alert.evidence)).all()
+    spike = [a for a in alerts if a.rule == "negative_spike"]
+    assert [a.entity for a in spike] == ["SIVB"]
+    assert spike[0].evidence["baseline_source"] == "market"
