@@ -17,12 +17,12 @@ MARKET = "MARKET"
 MODEL = "test-model"
 
 
-def bucket(k: int) -> datetime:
-    return T0 + timedelta(seconds=WIDTH * k)
+def bucket(k: int, start: datetime = T0) -> datetime:
+    return start + timedelta(seconds=WIDTH * k)
 
 
 def write_history(engine: Engine, entities: Sequence[str], buckets: int, burst_entity: str | None = None,
-                  burst_at: int | None = None, seed: int = 7) -> None:
+                  burst_at: int | None = None, seed: int = 7, start: datetime = T0) -> None:
     """Steady neutral buckets for every entity (and MARKET); a negative burst of 10 articles for
     `burst_entity` at bucket `burst_at`, with its articles stored for the alert's evidence."""
     rng = np.random.default_rng(seed)
@@ -39,7 +39,7 @@ def write_history(engine: Engine, entities: Sequence[str], buckets: int, burst_e
             decay_sum = decay_sum * decay + n * -share
             decay_weight = decay_weight * decay + n
             rows.append({
-                "entity": entity, "width_seconds": WIDTH, "bucket_start": bucket(k), "model_version": MODEL,
+                "entity": entity, "width_seconds": WIDTH, "bucket_start": bucket(k, start), "model_version": MODEL,
                 "article_count": n, "mean_p_negative": share, "mean_p_neutral": 1 - share, "mean_p_positive": 0.0,
                 "negative_share": share, "mean_sentiment": -share, "emotion_index": decay_sum / decay_weight,
                 "decay_sum": decay_sum, "decay_weight": decay_weight,
@@ -47,11 +47,11 @@ def write_history(engine: Engine, entities: Sequence[str], buckets: int, burst_e
     with engine.begin() as connection:
         connection.execute(insert(Timestep), rows)
         if burst_entity is not None and burst_at is not None:
-            write_burst_articles(connection, burst_entity, bucket(burst_at), 10)
+            write_burst_articles(connection, burst_entity, bucket(burst_at, start), 10)
         # Every bucket has articles: the newest event time is the end of history.
         connection.execute(insert(Article), [{
-            "id": f"tail-{k}", "published_at": bucket(k) + timedelta(seconds=1), "headline": "steady", "body": "",
-            "source": "t", "url": None, "lang": "en", "ingested_at": bucket(k) + timedelta(seconds=2)} for k in range(buckets)])
+            "id": f"tail-{k}", "published_at": bucket(k, start) + timedelta(seconds=1), "headline": "steady", "body": "",
+            "source": "t", "url": None, "lang": "en", "ingested_at": bucket(k, start) + timedelta(seconds=2)} for k in range(buckets)])
 
 
 def write_burst_articles(connection, entity: str, start: datetime, count: int) -> None:  # type: ignore[no-untyped-def]

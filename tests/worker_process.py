@@ -1,4 +1,4 @@
-"""The worker as users run it: `finsent worker` in a real subprocess."""
+"""finsent as users run it: `finsent worker` or `finsent scheduler` in a real subprocess."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from pathlib import Path
 
 
 class WorkerProcess:
-    def __init__(self, environment: dict[str, str], log_path: Path) -> None:
+    def __init__(self, environment: dict[str, str], log_path: Path, command: str = "worker") -> None:
         self._environment = {**os.environ, **environment}
+        self._command = command
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"], env=self._environment, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "pipeline.cli", self._command], env=self._environment, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self
