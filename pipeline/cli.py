@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     current = database_commands.add_parser("current", help="print the schema revision of the database")
     current.set_defaults(handler=_db_current)
 
-    topics = commands.add_parser("topics", help="create the news and dead-letter topics if missing")
+    topics = commands.add_parser("topics", help="create the news, dead-letter and alerts topics if missing")
     topics.add_argument("--partitions", type=_positive_int, help="partitions per topic (default FINSENT_TOPIC_PARTITIONS)")
     topics.set_defaults(handler=_create_topics)
 
@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=_fraction, default=0.1, help="held out for early stopping")
     train.add_argument("--folds", type=_positive_int, help="cross-validate with K folds instead of saving a model")
     train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
-    train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here")
+    train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="classification report of the configured model on a labelled CSV")
@@ -149,7 +149,8 @@ def _db_current(settings: Settings, _arguments: argparse.Namespace) -> int:
 
 def _create_topics(settings: Settings, arguments: argparse.Namespace) -> int:
     partitions = arguments.partitions or settings.topic_partitions
-    created = ensure_topics(kafka_options(settings, "finsent-admin"), [settings.topic_news, settings.topic_dead_letter], partitions)
+    names = [settings.topic_news, settings.topic_dead_letter] + ([settings.topic_alerts] if settings.alert_kafka else [])
+    created = ensure_topics(kafka_options(settings, "finsent-admin"), names, partitions)
     print(f"created: {', '.join(created)}" if created else "topics already exist")
     return 0
 
@@ -202,12 +203,11 @@ def _train(settings: Settings, arguments: argparse.Namespace) -> int:
     if on_file not in {path.name for path in arguments.data}:
         raise UserError(f"--target {on_file!r} is not one of the --data files: name one of them, e.g. {arguments.data[0].name}")
     if arguments.folds is not None:
-        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction)
-        print(f"{arguments.folds}-fold cross-validation on {on_file}: "
+        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction, arguments.report)
+        done = "" if report["complete"] else f" (partial: {len(report['per_fold'])} folds)"
+        print(f"{arguments.folds}-fold cross-validation on {on_file}{done}: "
               f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}, "
               f"macro-F1 {report['macro_f1_mean']:.4f} ± {report['macro_f1_std']:.4f}")
-        if arguments.report:
-            write_json(arguments.report, report)
         return 0
     command = "finsent train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "finsent train"
     version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command)

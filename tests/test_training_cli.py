@@ -54,3 +54,21 @@ def test_bad_training_file_is_one_clear_line(tmp_path: Path) -> None:
     data.write_text("text,label\nProfit rose,bullishly\n", encoding="utf-8")
     assert_one_clear_line(run_finsent("train", "--data", str(data), "--out", str(tmp_path / "m")), "bad.csv line 2", "'bullishly'")
     assert_one_clear_line(run_finsent("eval", "--data", str(tmp_path / "missing.csv")), "missing.csv", "not found")
+
+
+def test_cross_validation_reports_every_fold_and_resumes_from_its_report(tmp_path: Path) -> None:
+    data = tmp_path / "small.csv"
+    write_labelled(data)
+    report_path = tmp_path / "cv.json"
+    arguments = ("train", "--data", str(data), "--folds", "2", "--epochs", "1", "--report", str(report_path))
+    first = run_finsent(*arguments, timeout_s=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["complete"] is True and [fold["fold"] for fold in report["per_fold"]] == [1, 2]
+    assert sum(fold["count"] for fold in report["per_fold"]) == 48, "each example is tested in exactly one fold"
+    assert "2-fold cross-validation on small.csv: accuracy" in first.stdout
+
+    again = run_finsent(*arguments, timeout_s=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming: folds 1, 2 already in" in again.stderr and "fold 1/2 epoch" not in again.stderr
+    assert json.loads(report_path.read_text()) == report

@@ -105,19 +105,29 @@ def train_and_save(
     return version, report
 
 
-def cross_validate(data: TrainingData, config: TrainingConfig, folds: int, on_file: str, validation_fraction: float) -> dict[str, Any]:
+def cross_validate(
+    data: TrainingData, config: TrainingConfig, folds: int, on_file: str, validation_fraction: float,
+    report_path: Path | None = None,
+) -> dict[str, Any]:
     """K folds over the examples of `on_file`; examples of the other files always train.
 
     Each fold holds out 1/K of `on_file` for testing, early-stops on a validation split of the
     rest, and is scored on its held-out part only; the figures are mean and standard deviation.
+    With `report_path`, the report is rewritten after every fold and a rerun with the same data,
+    configuration and K resumes after the folds already in it: a long CPU run can span sessions.
     """
     target = [e for e in data.examples if e.source == on_file]
     others = [e for e in data.examples if e.source != on_file]
     if not target:
         raise ValueError(f"no examples from {on_file}")
+    header = {"folds": folds, "evaluated_on": on_file, "config": config.manifest(), "data": data.describe()}
+    results = _completed_folds(report_path, header)
+    if results:
+        print(f"resuming: folds {', '.join(str(r['fold']) for r in results)} already in {report_path}", file=sys.stderr, flush=True)
     parts = stratified_folds(target, folds, config.seed)
-    results: list[dict[str, Any]] = []
     for index, held_out in enumerate(parts):
+        if any(r["fold"] == index + 1 for r in results):
+            continue
         rest = [e for i, part in enumerate(parts) if i != index for e in part] + others
         train, validation = stratified_split(rest, validation_fraction, config.seed + index)
         bar = _Bar(f"fold {index + 1}/{folds} ")
@@ -127,14 +137,34 @@ def cross_validate(data: TrainingData, config: TrainingConfig, folds: int, on_fi
         results.append({"fold": index + 1, "best_epoch": result.best_epoch, **report.to_json()})
         print(f"fold {index + 1}/{folds}: accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f} "
               f"(best epoch {result.best_epoch})", file=sys.stderr, flush=True)
+        if report_path is not None:
+            write_json(report_path, _cv_summary(header, results))
+    return _cv_summary(header, results)
+
+
+def _cv_summary(header: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
     accuracies = [r["accuracy"] for r in results]
     f1s = [r["macro_f1"] for r in results]
     return {
-        "folds": folds, "evaluated_on": on_file, "config": config.manifest(), "data": data.describe(),
-        "accuracy_mean": statistics.mean(accuracies), "accuracy_std": statistics.stdev(accuracies) if folds > 1 else 0.0,
-        "macro_f1_mean": statistics.mean(f1s), "macro_f1_std": statistics.stdev(f1s) if folds > 1 else 0.0,
-        "per_fold": results,
+        **header,
+        "complete": len(results) == header["folds"],
+        "accuracy_mean": statistics.mean(accuracies), "accuracy_std": statistics.stdev(accuracies) if len(results) > 1 else 0.0,
+        "macro_f1_mean": statistics.mean(f1s), "macro_f1_std": statistics.stdev(f1s) if len(results) > 1 else 0.0,
+        "per_fold": sorted(results, key=lambda r: r["fold"]),
     }
+
+
+def _completed_folds(report_path: Path | None, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Folds of an earlier run of the same cross-validation; none when anything differs."""
+    if report_path is None or not report_path.exists():
+        return []
+    try:
+        earlier = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if any(earlier.get(key) != value for key, value in json.loads(json.dumps(header)).items()):
+        return []
+    return list(earlier.get("per_fold", []))
 
 
 def evaluate_scorer(scorer: Scorer, examples: Sequence[Example], batch_size: int = 256) -> ClassificationReport:
