@@ -187,9 +187,9 @@ def main() -> int:
         print(f"\n{entities:,} entities: {len(frame):,} stored buckets (built in {build_s:.1f}s)")
         print(f"  live pass, newest bucket    finsent detect {live_s * 1000:9.1f} ms   "
               f"per-entity pandas loop {naive_s * 1000:9.1f} ms   ({naive_s / live_s:.1f}x)   "
-              f"spike candidates {int((live['rule'] == 'negative_spike').sum())} vs {naive}")
+              f"spike candidates {int(((live['rule'] == 'negative_spike') & live['triggered'].astype(bool)).sum())} vs {naive}")
         print(f"  backtest, whole week        finsent detect {week_s:9.2f} s    "
-              f"{judged / week_s:,.0f} entity-buckets/s   candidates {len(week):,}")
+              f"{judged / week_s:,.0f} entity-buckets/s   candidates {int(week['triggered'].sum()) if len(week) else 0:,}")
         if arguments.database:
             loaded_s, pass_s, candidates = database_pass(frame, arguments.database_url)
             print(f"  live pass on PostgreSQL     DetectionPass.run {pass_s * 1000:7.1f} ms   "

@@ -1,8 +1,12 @@
 """`finsent demo`: the whole system on embedded defaults, in one command.
 
 Starts the embedded broker and the embedded PostgreSQL (kept under the data dir afterwards, so
-`finsent` query commands work on it), runs a worker, replays the shipped sample stream with
-time compression and prints what landed in the database.
+`finsent` query commands work on it), runs a worker and the alert scheduler, replays the shipped
+sample stream with time compression and prints what landed in the database and the alerts raised.
+
+The replay compresses event time (240x: two minutes of news per half second), so the scheduler
+runs every few seconds with a generous allowed lateness; once the worker has stored everything,
+one last pass judges the remaining buckets (the stream is over, nothing else will arrive).
 """
 
 from __future__ import annotations
@@ -22,17 +26,22 @@ from tqdm import tqdm
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import create_producer, ensure_topics
 from consumers.replay import ReplayLine, ReplaySummary, count_records, read_news_file, replay
+from pipeline.alerting.scheduler import AlertScheduler, build_parts
 from pipeline.config import Settings
 from pipeline.database import open_database
 from pipeline.kafka_settings import kafka_options
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
+from storage.queries import alerts_frame
 from storage.reset import empty_all_tables
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RESOURCE = "data/demo_news.jsonl"
 DEFAULT_SPEEDUP = 240.0
+DEMO_ALERT_INTERVAL_S = 5
+DEMO_LATENESS_S = 1800
+"""Thirty minutes of event time: about eight seconds of wall time at 240x, longer than a worker batch."""
 
 
 @dataclass(frozen=True)
@@ -55,21 +64,32 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     database = open_database(settings)
     worker: Worker | None = None
     thread: threading.Thread | None = None
+    stop_alerts = threading.Event()
     try:
         ensure_schema(database.engine)
         if options.reset:
             _reset(database.engine)
         print(f"finsent demo: broker {broker.bootstrap} (embedded), database {_where(settings)}", file=sys.stderr)
-        ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter], settings.topic_partitions)
+        ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter, settings.topic_alerts],
+                      settings.topic_partitions)
         worker = Worker(settings)
         worker.start()
         thread = threading.Thread(target=worker.run, name="finsent-worker", daemon=True)
         thread.start()
+        alert_settings = settings.replace(alert_interval=DEMO_ALERT_INTERVAL_S, alert_lateness=DEMO_LATENESS_S)
+        scheduler = AlertScheduler(build_parts(alert_settings, database.engine), alert_settings.alert_interval)
+        scheduler_thread = threading.Thread(target=scheduler.run, args=(stop_alerts,), name="finsent-scheduler", daemon=True)
+        scheduler_thread.start()
         summary = _replay(settings, news_file, total, options.speedup)
         _wait_for_worker(database.engine, _valid_ids(news_file, settings.max_message_bytes))
+        stop_alerts.set()
+        scheduler_thread.join(timeout=60)
+        _final_alert_pass(alert_settings, database.engine)
         _print_summary(database.engine, summary)
+        _print_alerts(database.engine)
         return 0
     finally:
+        stop_alerts.set()
         if worker is not None:
             worker.stop.set()
         if thread is not None:
@@ -126,6 +146,31 @@ def _print_summary(engine: Engine, summary: ReplaySummary) -> None:
     print(f"{'entity':<10}{'articles':>10}{'sentiment':>11}{'negative':>10}")
     for entity, articles, sentiment, negative_share in rows:
         print(f"{entity:<10}{articles:>10}{_number(sentiment):>11}{_percent(negative_share):>10}")
+
+
+def _final_alert_pass(settings: Settings, engine: Engine) -> None:
+    """Judge every remaining bucket (the replay is over) and send what is due."""
+    parts = build_parts(settings, engine)
+    try:
+        scheduler = AlertScheduler(parts, settings.alert_interval)
+        scheduler.detect_once(close_all=True)
+        scheduler.deliver_once()
+    finally:
+        parts.close()
+
+
+def _print_alerts(engine: Engine) -> None:
+    alerts = alerts_frame(engine).sort_values(["bucket_start", "id"])
+    print(f"\n{len(alerts)} alerts raised" + (":" if len(alerts) else " (see `finsent backtest` to tune the rules)"))
+    for alert in alerts.itertuples():
+        evidence = alert.evidence or {}
+        z = evidence.get("z_score")
+        print(f"  #{alert.id} {alert.entity:<6} {alert.rule:<15} {alert.severity:<8} bucket {alert.bucket_start:%H:%M}Z  "
+              f"value {alert.value:.2f} vs baseline {alert.baseline:.2f}"
+              + (f", z {z:.1f}" if z is not None else "")
+              + f", {evidence.get('article_count', '?')} articles, {alert.state}")
+        for headline in evidence.get("top_negative", [])[:2]:
+            print(f"      {headline['p_negative']:.2f}  {headline['headline']}  [{headline['id']}]")
 
 
 def _number(value: float | None) -> str:

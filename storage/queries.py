@@ -132,6 +132,7 @@ def _timestep_statement(entity: str, width_seconds: int, model_version: str | No
 
 DETECTION_COLUMNS = [
     "entity", "bucket_start", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index",
+    "decay_weight",
 ]
 
 

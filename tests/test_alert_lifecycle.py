@@ -55,6 +55,15 @@ def test_an_acknowledged_alert_does_not_repeat() -> None:
     assert transitions == []
 
 
+def test_hot_buckets_keep_an_alert_firing_until_the_value_is_back_within_its_baseline() -> None:
+    """Thin buckets still past the threshold are not quiet: the story goes on, so does the alert."""
+    thin = [dict(candidate(k), triggered=False) for k in (11, 12, 13, 14)]
+    _, transitions = advance({}, [candidate(10), *thin], WIDTH, bucket(0), bucket(30), POLICY)
+    assert kinds(transitions) == [(FIRED, 10), (RESOLVED, 17)]
+    _, hot_only = advance({}, thin, WIDTH, bucket(0), bucket(30), POLICY)
+    assert hot_only == [], "a hot bucket never fires an alert"
+
+
 def test_a_new_episode_after_resolution_is_a_new_alert() -> None:
     _, transitions = advance({}, [candidate(10), candidate(20)], WIDTH, bucket(0), bucket(30), POLICY)
     assert kinds(transitions) == [(FIRED, 10), (RESOLVED, 13), (FIRED, 20), (RESOLVED, 23)]

@@ -42,8 +42,10 @@ def steady(entity: str, buckets: int, count: int = 6, share: float = 0.1, seed: 
     return rows(entity, [count] * buckets, list(np.clip(share + noise, 0, 1)))
 
 
-def judge(frame: pd.DataFrame, first: int, last: int, rules: DetectionRules = RULES) -> pd.DataFrame:
-    return detect(frame, WIDTH, bucket(first), bucket(last), rules, MARKET)
+def judge(frame: pd.DataFrame, first: int, last: int, rules: DetectionRules = RULES, hot: bool = False) -> pd.DataFrame:
+    """Triggered candidates (with `hot`, also the buckets past the threshold that do not trigger)."""
+    found = detect(frame, WIDTH, bucket(first), bucket(last), rules, MARKET)
+    return found if hot else found[found["triggered"].astype(bool)].reset_index(drop=True)
 
 
 def test_a_flat_series_raises_nothing() -> None:
@@ -89,8 +91,24 @@ def test_a_slow_drift_triggers_trend_not_spike() -> None:
 def test_thin_volume_raises_nothing() -> None:
     thin = steady("XOM", 120, count=2)
     thin.loc[thin["bucket_start"] == bucket(100), "negative_share"] = 1.0
-    found = judge(pd.concat([thin, steady(MARKET, 120, count=40, seed=2)]), 60, 119)
-    assert found.empty
+    frame = pd.concat([thin, steady(MARKET, 120, count=40, seed=2)])
+    assert judge(frame, 60, 119).empty
+    hot = judge(frame, 60, 119, hot=True)
+    assert hot[["entity", "rule", "bucket_start", "triggered"]].values.tolist() == [
+        ["XOM", "negative_spike", pd.Timestamp(bucket(100)), False]], "too thin to fire, but not back within its baseline"
+
+
+def test_a_fall_from_a_level_resting_on_a_few_headlines_is_not_a_trend() -> None:
+    """The first headlines about an entity set a noisy index; its settling down is not a trend."""
+    buckets = 120
+    sentiment = [0.1] * buckets
+    index = [0.6] * 3 + [0.1] * (buckets - 3)
+    weight = [2.0, 4.0, 6.0] + [40.0] * (buckets - 3)
+    frame = rows("MSFT", [6] * buckets, [0.1] * buckets, sentiment, index).assign(decay_weight=weight)
+    frame = pd.concat([frame, steady(MARKET, buckets, count=40)])
+    assert judge(frame, 36, 60).empty
+    founded = frame.assign(decay_weight=40.0)
+    assert set(judge(founded, 36, 60)["rule"]) == {"negative_trend"}
 
 
 def test_a_silent_entity_that_suddenly_gets_many_negative_articles_alerts() -> None:
@@ -134,7 +152,7 @@ def test_judging_one_bucket_at_a_time_equals_judging_all_at_once() -> None:
     for k in (70, 71, 120):
         aapl.loc[aapl["bucket_start"] == bucket(k), "negative_share"] = 0.9
     frame = pd.concat([aapl, steady(MARKET, 150, count=40, seed=2)])
-    at_once = judge(frame, 60, 149)
-    one_by_one = pd.concat([judge(frame, k, k) for k in range(60, 150)], ignore_index=True)
+    at_once = judge(frame, 60, 149, hot=True)
+    one_by_one = pd.concat([judge(frame, k, k, hot=True) for k in range(60, 150)], ignore_index=True)
     pd.testing.assert_frame_equal(at_once.reset_index(drop=True), one_by_one, check_dtype=False)
     assert len(at_once) >= 3

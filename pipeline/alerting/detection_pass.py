@@ -146,7 +146,7 @@ class DetectionPass:
         stored = store_transitions(session, transitions, firing, evidence_reader(session, width), self._route, silences)
         set_evaluated_through(session, width, judge_through)
         report.judged[width] = (judge_from, judge_through)
-        report.candidates += len(candidates)
+        report.candidates += int(candidates["triggered"].sum()) if not candidates.empty else 0
         report.firing += len(firing)
         for kind, count in stored.transitions.items():
             report.stored.transitions[kind] = report.stored.transitions.get(kind, 0) + count

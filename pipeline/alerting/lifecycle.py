@@ -6,8 +6,9 @@ A fingerprint (entity, rule, width) is either quiet or has one firing alert:
 - firing + triggers again                -> nothing new, unless its severity rose (escalated)
                                             or `repeat_interval` passed since the last notice
                                             and nobody acknowledged it (repeated);
-- firing + `resolve_buckets` consecutive buckets without a trigger (empty buckets count)
-                                         -> resolved.
+- firing + `resolve_buckets` consecutive quiet buckets -> resolved. A bucket is quiet when it is
+  empty or its value is back within the baseline; a "hot" bucket (value still past the threshold
+  but, say, too few articles to trigger) is not quiet and not a trigger.
 
 Times are bucket ends (event time), never the wall clock, so a live scheduler and a backtest over
 the same history produce the same alerts.
@@ -93,13 +94,18 @@ def advance(
     """
     width = timedelta(seconds=width_seconds)
     triggers: dict[str, dict[datetime, Mapping[str, Any]]] = {}
+    hot: dict[str, set[datetime]] = {}
     for row in candidates:
         key = fingerprint(row["entity"], row["rule"], width_seconds)
-        triggers.setdefault(key, {})[_as_datetime(row["bucket_start"])] = row
+        if row.get("triggered", True):
+            triggers.setdefault(key, {})[_as_datetime(row["bucket_start"])] = row
+        else:
+            hot.setdefault(key, set()).add(_as_datetime(row["bucket_start"]))
     still_firing: dict[str, AlertState] = {}
     transitions: list[Transition] = []
     for key in sorted(set(firing) | set(triggers)):
-        state, changes = _run_one(firing.get(key), triggers.get(key, {}), width, judge_from, judge_through, policy)
+        state, changes = _run_one(firing.get(key), triggers.get(key, {}), hot.get(key, set()), width, judge_from,
+                                  judge_through, policy)
         transitions.extend(changes)
         if state is not None and state.firing:
             still_firing[key] = state
@@ -110,6 +116,7 @@ def advance(
 def _run_one(
     state: AlertState | None,
     triggers: Mapping[datetime, Mapping[str, Any]],
+    hot: set[datetime],
     width: timedelta,
     judge_from: datetime,
     judge_through: datetime,
@@ -137,6 +144,8 @@ def _run_one(
             elif not state.acked and end - state.last_notified_at >= policy.repeat_interval:
                 state = replace(state, last_notified_at=end)
                 changes.append(Transition(REPEATED, bucket, state))
+        elif bucket in hot:
+            state = replace(state, last_bucket=bucket, quiet_buckets=0)
         else:
             state = replace(state, last_bucket=bucket, quiet_buckets=state.quiet_buckets + 1)
             if state.quiet_buckets >= policy.resolve_buckets:

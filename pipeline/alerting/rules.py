@@ -13,7 +13,9 @@ Rules (each judged per entity and bucket width; parameters in `DetectionRules`):
   Cold start: an entity with fewer than `min_history` such buckets is judged against the market
   entity's baseline (the prior), so a burst about a previously silent company still alerts.
 - negative_trend: the decayed emotion index has fallen by >= trend.drop over the last
-  trend.buckets buckets, with >= trend.min_articles articles in them.
+  trend.buckets buckets, with >= trend.min_articles articles in them, and the index it fell from
+  rested on a decay weight of >= trend.min_articles (a new entity's first few headlines are not a
+  level to fall from).
 - negative_buzz: the article count against its own trailing median and MAD (scale at least the
   Poisson noise sqrt(median), and 1) while the system was receiving news (market bucket not
   empty); triggers when z >= buzz.z, count >= buzz.min_articles and >= buzz.ratio x the median,
@@ -22,6 +24,11 @@ Rules (each judged per entity and bucket width; parameters in `DetectionRules`):
   entity does not also raise buzz for it (one story, one alert).
 
 Severity comes from how far past its thresholds the value is (`severity_for_excess`).
+
+Besides triggered rows, detection returns "hot" rows (`triggered` False): buckets where the rule's
+measure is still past its threshold but another condition fails (too few articles, say). They
+never fire an alert, but they keep a firing one from counting the bucket as quiet: an alert
+resolves only when the value is back within its baseline, not when the story goes thin.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ _WINDOW_ELEMENTS = 8_000_000
 """Upper bound on entity x judged-bucket x window values held at once (memory stays ~ 100 MB)."""
 
 CANDIDATE_COLUMNS = [
-    "entity", "rule", "width_seconds", "bucket_start", "value", "baseline", "scale", "z_score",
+    "entity", "rule", "width_seconds", "bucket_start", "triggered", "value", "baseline", "scale", "z_score",
     "threshold", "article_count", "baseline_source", "metric", "severity",
 ]
 
@@ -113,6 +120,7 @@ class _Grid:
     metric: np.ndarray
     sentiment: np.ndarray
     emotion_index: np.ndarray
+    decay_weight: np.ndarray
 
 
 def detect(
@@ -123,12 +131,13 @@ def detect(
     rules: DetectionRules,
     market_entity: str,
 ) -> pd.DataFrame:
-    """Candidates (one row per entity, rule and triggered bucket) for buckets starting in
+    """Candidates (one row per entity, rule and triggered or hot bucket) for buckets starting in
     [judge_from, judge_through], oldest first.
 
     `timesteps` holds the stored (non-empty) buckets of one width with columns entity,
-    bucket_start, article_count, mean_p_negative, negative_share, mean_sentiment, emotion_index,
-    from `rules.lookback_buckets` buckets before `judge_from` on; absent buckets are empty.
+    bucket_start, article_count, mean_p_negative, negative_share, mean_sentiment, emotion_index
+    (and decay_weight, which the trend rule uses), from `rules.lookback_buckets` buckets before
+    `judge_from` on; absent buckets are empty.
     """
     width = timedelta(seconds=width_seconds)
     first = pd.Timestamp(judge_from) - rules.lookback_buckets * width
@@ -145,7 +154,7 @@ def detect(
         spikes = _spike(grid, columns, rules, market_row)
         buzz = _buzz(grid, columns, rules, market_row)
         if not spikes.empty and not buzz.empty:
-            spiking = set(zip(spikes["entity"], spikes["column"]))
+            spiking = set(zip(spikes["entity"][spikes["triggered"]], spikes["column"][spikes["triggered"]]))
             buzz = buzz[[key not in spiking for key in zip(buzz["entity"], buzz["column"])]]
         frames.extend(frame for frame in (spikes, _trend(grid, columns, rules), buzz) if not frame.empty)
     if not frames:
@@ -171,9 +180,16 @@ def _layout(frame: pd.DataFrame, first: pd.Timestamp, width: timedelta, length: 
         values = np.full(shape, np.nan)
         values[codes, columns] = frame[source].to_numpy(dtype=float)
         arrays[name] = values
-    # The decayed index does not change across empty buckets: carry it forward.
+    weight = np.full(shape, np.nan)
+    if "decay_weight" in frame:
+        weight[codes, columns] = frame["decay_weight"].to_numpy(dtype=float)
+    else:
+        weight[codes, columns] = np.inf  # no weights given: every stored index counts as well founded
+    # The decayed index does not change across empty buckets: carry it forward (and its weight,
+    # which in truth decays a little there).
     emotion = pd.DataFrame(arrays["emotion_index"]).ffill(axis=1).to_numpy()
-    return _Grid(list(entities), first, counts, arrays["metric"], arrays["sentiment"], emotion)
+    weight = pd.DataFrame(weight).ffill(axis=1).to_numpy()
+    return _Grid(list(entities), first, counts, arrays["metric"], arrays["sentiment"], emotion, weight)
 
 
 def _windows(values: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
@@ -205,11 +221,12 @@ def _spike(grid: _Grid, columns: np.ndarray, rules: DetectionRules, market_row: 
     rise = value - baseline
     z = rise / scale
     with np.errstate(invalid="ignore"):
-        triggered = (count >= spike.min_articles) & (rise >= spike.min_rise) & (z >= spike.z)
+        hot = (rise >= spike.min_rise) & (z >= spike.z)
+        triggered = hot & (count >= spike.min_articles)
     excess = np.minimum(z / spike.z, rise / spike.min_rise)
     source = np.where(own, "own", "market")
-    return _candidates(grid, columns, triggered, "negative_spike", value, baseline, scale, z, spike.z, count, source,
-                       spike.metric, excess)
+    return _candidates(grid, columns, triggered, hot, "negative_spike", value, baseline, scale, z, spike.z, count,
+                       source, spike.metric, excess)
 
 
 def _trend(grid: _Grid, columns: np.ndarray, rules: DetectionRules) -> pd.DataFrame:
@@ -218,12 +235,14 @@ def _trend(grid: _Grid, columns: np.ndarray, rules: DetectionRules) -> pd.DataFr
     value = grid.emotion_index[:, columns]
     drop = earlier - value
     volume = _windows(grid.counts, columns + 1, trend.buckets).sum(axis=2)
+    founded = grid.decay_weight[:, columns - trend.buckets] >= trend.min_articles
     with np.errstate(invalid="ignore"):
-        triggered = (drop >= trend.drop) & (volume >= trend.min_articles)
+        hot = (drop >= trend.drop) & founded
+        triggered = hot & (volume >= trend.min_articles)
     nan = np.full(value.shape, np.nan)
     source = np.full(value.shape, "own")
-    return _candidates(grid, columns, triggered, "negative_trend", value, earlier, nan, nan, trend.drop, volume, source,
-                       "emotion_index", drop / trend.drop)
+    return _candidates(grid, columns, triggered, hot, "negative_trend", value, earlier, nan, nan, trend.drop, volume,
+                       source, "emotion_index", drop / trend.drop)
 
 
 def _buzz(grid: _Grid, columns: np.ndarray, rules: DetectionRules, market_row: int | None) -> pd.DataFrame:
@@ -235,28 +254,29 @@ def _buzz(grid: _Grid, columns: np.ndarray, rules: DetectionRules, market_row: i
     count = grid.counts[:, columns]
     z = (count - median) / scale
     with np.errstate(invalid="ignore"):
-        triggered = (
-            (history >= rules.min_history) & (count >= buzz.min_articles) & (count >= buzz.ratio * median)
-            & (z >= buzz.z) & (grid.sentiment[:, columns] <= buzz.max_sentiment)
-        )
+        hot = (history >= rules.min_history) & (count >= buzz.ratio * median) & (z >= buzz.z) & (
+            grid.sentiment[:, columns] <= buzz.max_sentiment)
+        triggered = hot & (count >= buzz.min_articles)
     excess = np.minimum(z / buzz.z, count / buzz.min_articles)
     source = np.full(count.shape, "own")
-    return _candidates(grid, columns, triggered, "negative_buzz", count, median, scale, z, buzz.z, count, source,
+    return _candidates(grid, columns, triggered, hot, "negative_buzz", count, median, scale, z, buzz.z, count, source,
                        "article_count", excess)
 
 
 def _candidates(
-    grid: _Grid, columns: np.ndarray, triggered: np.ndarray, rule: str, value: np.ndarray, baseline: np.ndarray,
+    grid: _Grid, columns: np.ndarray, triggered: np.ndarray, hot: np.ndarray, rule: str, value: np.ndarray,
+    baseline: np.ndarray,
     scale: np.ndarray, z: np.ndarray, threshold: float, count: np.ndarray, source: np.ndarray, metric: str,
     excess: np.ndarray,
 ) -> pd.DataFrame:
-    rows, judged = np.nonzero(triggered)
+    rows, judged = np.nonzero(triggered | hot)
     if rows.size == 0:
         return pd.DataFrame()
     return pd.DataFrame({
         "entity": [grid.entities[row] for row in rows],
         "rule": rule,
         "column": columns[judged],
+        "triggered": triggered[rows, judged],
         "value": value[rows, judged],
         "baseline": baseline[rows, judged],
         "scale": scale[rows, judged],
