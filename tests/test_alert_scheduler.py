@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from pipeline.alerting.detection_pass import floor_to_width
 from pipeline.config import Settings
+from pipeline.timesteps import bucket_start
 from storage.models import Alert, AlertEvent
 from tests.alert_history import WIDTH, write_history
 from tests.broker_io import produce, wait_until
@@ -42,7 +42,7 @@ def events_received(endpoint: HttpEndpoint) -> list[tuple[str, str, str]]:
 
 
 def test_two_scheduler_processes_elect_one_leader_and_notify_once(engine: Engine, database_url: str, tmp_path: Path) -> None:
-    start = floor_to_width(datetime.now(timezone.utc), WIDTH) - timedelta(seconds=WIDTH * 120)
+    start = bucket_start(datetime.now(timezone.utc), WIDTH) - timedelta(seconds=WIDTH * 120)
     write_history(engine, ["PFE", "AAPL"], 120, burst_entity="PFE", burst_at=100, start=start)
     endpoint = HttpEndpoint()
     environment = scheduler_environment(database_url, endpoint.url)

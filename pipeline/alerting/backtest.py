@@ -19,9 +19,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.alert_store import StoreReport, store_transitions
-from pipeline.alerting.detection_pass import PASS_LOCK_KEY, build_evidence, floor_to_width
+from pipeline.alerting.detection_pass import PASS_LOCK_KEY, build_evidence
 from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, AlertState, LifecyclePolicy, Transition, advance
 from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.timesteps import bucket_start
 from storage.queries import timesteps_window, top_negative_articles
 
 SLICE_BUCKETS = 2016
@@ -56,8 +57,8 @@ def run_backtest(
     progress: Progress | None = None,
 ) -> BacktestResult:
     step = timedelta(seconds=width_seconds)
-    first = floor_to_width(start, width_seconds)
-    last = floor_to_width(end - timedelta(microseconds=1), width_seconds)
+    first = bucket_start(start, width_seconds)
+    last = bucket_start(end - timedelta(microseconds=1), width_seconds)
     total = max(0, int((last - first) // step) + 1)
     entities = None if entity is None else sorted({entity, market_entity})
     firing: dict[str, AlertState] = {}

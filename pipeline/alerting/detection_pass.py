@@ -32,8 +32,9 @@ from pipeline.alerting.alert_store import (
     set_evaluated_through,
     store_transitions,
 )
-from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, advance
+from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, advance, as_datetime
 from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.timesteps import bucket_start
 from storage.queries import ingest_watermark, timesteps_window, top_negative_articles
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ PASS_LOCK_KEY = 0x66696E73_70617373  # 'finspass'
 MAX_BUCKETS_PER_PASS = 288
 """A scheduler catching up after downtime judges at most this many buckets per width in one pass;
 on a database it has never judged, it starts this many buckets back (older history is backtest's job)."""
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,6 @@ class PassReport:
             "firing": self.firing,
             "duration_ms": round(self.duration_ms, 1),
         }
-
-
-def floor_to_width(moment: datetime, width_seconds: int) -> datetime:
-    seconds = (moment - EPOCH).total_seconds()
-    return EPOCH + timedelta(seconds=math.floor(seconds / width_seconds) * width_seconds)
 
 
 def closing_watermark(newest_event: datetime | None, newest_ingest: datetime | None, now: datetime,
@@ -130,9 +125,9 @@ class DetectionPass:
         assert report.watermark is not None
         step = timedelta(seconds=width)
         if close_all:
-            last_closed = floor_to_width(report.watermark, width)
+            last_closed = bucket_start(report.watermark, width)
         else:
-            last_closed = floor_to_width(report.watermark - self._schedule.lateness - step, width)
+            last_closed = bucket_start(report.watermark - self._schedule.lateness - step, width)
         done = evaluated_through(session, width)
         judge_from = done + step if done is not None else last_closed - (MAX_BUCKETS_PER_PASS - 1) * step
         if judge_from > last_closed:
@@ -171,8 +166,7 @@ def build_evidence(state: AlertState, width: int,
     row = state.candidate
     if "bucket_start" not in row:
         return dict(row)
-    bucket = row["bucket_start"]
-    bucket = bucket.to_pydatetime() if hasattr(bucket, "to_pydatetime") else bucket
+    bucket = as_datetime(row["bucket_start"])
     if isinstance(bucket, str):
         return dict(row)
     end = bucket + timedelta(seconds=width)

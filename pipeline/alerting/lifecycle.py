@@ -98,9 +98,9 @@ def advance(
     for row in candidates:
         key = fingerprint(row["entity"], row["rule"], width_seconds)
         if row.get("triggered", True):
-            triggers.setdefault(key, {})[_as_datetime(row["bucket_start"])] = row
+            triggers.setdefault(key, {})[as_datetime(row["bucket_start"])] = row
         else:
-            hot.setdefault(key, set()).add(_as_datetime(row["bucket_start"]))
+            hot.setdefault(key, set()).add(as_datetime(row["bucket_start"]))
     still_firing: dict[str, AlertState] = {}
     transitions: list[Transition] = []
     for key in sorted(set(firing) | set(triggers)):
@@ -178,5 +178,5 @@ def _next(buckets: list[datetime], at_or_after: datetime) -> datetime | None:
     return buckets[index] if index < len(buckets) else None
 
 
-def _as_datetime(value: Any) -> datetime:
+def as_datetime(value: Any) -> datetime:
     return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
