@@ -187,6 +187,15 @@ def _alert_routes(text: str) -> tuple[AlertRoute, ...]:
     return parse_routes(text)
 
 
+def _optional_port(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("expected a TCP port between 1 and 65535 (e.g. 9108), or leave it empty for no metrics endpoint")
+    return int(text)
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -236,6 +245,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
     SettingSpec("market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
     SettingSpec("log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    SettingSpec("metrics_port", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none"),
     # detection (finsent scheduler, finsent backtest)
     SettingSpec("alert_interval", "60s", parse_duration_seconds, "how often the scheduler runs a detection pass"),
     SettingSpec("alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
@@ -303,6 +313,7 @@ class Settings:
     entities_file: Path | None
     market_entity: str
     log_level: str
+    metrics_port: int | None
     alert_interval: int
     alert_widths: tuple[int, ...]
     alert_lateness: int

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer, TopicPartition
 from sqlalchemy import Engine
@@ -29,6 +30,9 @@ from pipeline.scoring.scorer import ArticleScore, Scorer
 from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.writes import ArticleRecord, ScoreRecord, scored_article_ids, write_articles, write_scores
 
+if TYPE_CHECKING:
+    from pipeline.metrics import Metrics, WorkerMetrics
+
 log = logging.getLogger(__name__)
 
 # Errors that mean "the database is not usable right now", not "this data is bad".
@@ -43,6 +47,10 @@ class SinkStats:
     scoring_s: float = 0.0
     writing_s: float = 0.0
     timesteps: int = 0
+
+    def plus(self, other: SinkStats) -> SinkStats:
+        return SinkStats(self.scored + other.scored, self.scoring_s + other.scoring_s,
+                         self.writing_s + other.writing_s, self.timesteps + other.timesteps)
 
 
 class ArticleSink:
@@ -60,6 +68,8 @@ class ArticleSink:
         self._scorer = scorer
         self._timesteps = timesteps
         self.stats = SinkStats()
+        """The last call's figures."""
+        self._since_taken = SinkStats()
 
     def __call__(self, items: Sequence[NewsItem]) -> None:
         records = [self.record_of(item) for item in items]
@@ -76,12 +86,19 @@ class ArticleSink:
                 write_scores(connection, [_score_record(item, score, version) for item, score in zip(to_score, scores, strict=True)])
                 timestep_rows = update_timesteps(connection, _earliest_per_entity(records), version, self._timesteps)
             self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)
+            self._since_taken = self._since_taken.plus(self.stats)
         except _INFRASTRUCTURE_ERRORS as error:
             raise SinkUnavailable(f"database unavailable: {_first_line(error)}") from error
         except DBAPIError as error:
             if error.connection_invalidated:
                 raise SinkUnavailable(f"database connection lost: {_first_line(error)}") from error
             raise
+
+    def take_stats(self) -> SinkStats:
+        """The figures summed since the last take: one batch reaches the sink several times when it is
+        split to isolate a refused message, and not at all when every message was rejected."""
+        taken, self._since_taken = self._since_taken, SinkStats()
+        return taken
 
     def record_of(self, item: NewsItem) -> ArticleRecord:
         return ArticleRecord(
@@ -99,10 +116,12 @@ class ArticleSink:
 class Worker:
     """One scoring worker process; run several with the same consumer group to scale out."""
 
-    def __init__(self, settings: Settings, *, stop: threading.Event | None = None, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, settings: Settings, *, stop: threading.Event | None = None, retry: RetryPolicy = RetryPolicy(),
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
         self._retry = retry
+        self._metrics: WorkerMetrics | None = metrics.worker if metrics is not None else None
         self._database: Database | None = None
         self._consumer: BatchConsumer | None = None
         self._producer: KafkaProducer | None = None
@@ -118,6 +137,8 @@ class Worker:
         ensure_schema(self._database.engine)
         scorer = load_scorer(settings)
         log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device)}})
+        if self._metrics is not None:
+            self._metrics.model_loaded(scorer.version, str(scorer.device))
         self.sink = ArticleSink(
             self._database.engine, matcher, scorer, TimestepConfig(settings.bucket_widths, settings.emotion_half_life)
         )
@@ -147,7 +168,10 @@ class Worker:
             self.close()
 
     def _log_batch(self, report: BatchReport) -> None:
-        stats = self.sink.stats if self.sink is not None else SinkStats()
+        """One structured line and the metrics per batch; lag is from the fetch high-water mark."""
+        stats = self.sink.take_stats() if self.sink is not None else SinkStats()
+        if self._metrics is not None:
+            self._metrics.record_batch(report, stats.scored, stats.scoring_s)
         log.info(
             "batch",
             extra={
@@ -161,6 +185,7 @@ class Worker:
                     "duration_ms": round(report.duration_s * 1000, 1),
                     "scoring_ms": round(stats.scoring_s * 1000, 1),
                     "writing_ms": round(stats.writing_s * 1000, 1),
+                    "scored_per_s": round(stats.scored / stats.scoring_s, 1) if stats.scored and stats.scoring_s > 0 else 0,
                     "timesteps": stats.timesteps,
                     "lag": report.lag if report.lag is not None else "unknown",
                 }

@@ -33,6 +33,8 @@ class StoreReport:
     deliveries: int = 0
     already_stored: int = 0
     silenced: int = 0
+    fired: dict[tuple[str, str], int] = field(default_factory=dict)
+    """New alerts by (rule, severity), for the alerts-raised metric."""
 
 
 def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
@@ -107,6 +109,8 @@ def store_transitions(
             report.already_stored += 1
             continue
         report.transitions[transition.kind] = report.transitions.get(transition.kind, 0) + 1
+        if transition.kind == FIRED:
+            report.fired[(state.rule, state.severity)] = report.fired.get((state.rule, state.severity), 0) + 1
         if key in silenced_keys or _stored_silenced(session, alert_id, transition):
             report.silenced += 1
         elif route is not None:

@@ -62,10 +62,14 @@ class PassReport:
     firing: int = 0
     duration_ms: float = 0.0
 
+    @property
+    def judged_buckets(self) -> int:
+        return sum(_buckets(span, width) for width, span in self.judged.items())
+
     def log_fields(self) -> dict[str, Any]:
         return {
             "watermark": self.watermark.isoformat() if self.watermark else "none",
-            "judged_buckets": sum(_buckets(span, width) for width, span in self.judged.items()),
+            "judged_buckets": self.judged_buckets,
             "candidates": self.candidates,
             **{kind: self.stored.transitions.get(kind, 0) for kind in ("fired", "escalated", "repeated", "resolved")},
             "deliveries_queued": self.stored.deliveries,
@@ -148,6 +152,8 @@ class DetectionPass:
         report.stored.deliveries += stored.deliveries
         report.stored.already_stored += stored.already_stored
         report.stored.silenced += stored.silenced
+        for key, count in stored.fired.items():
+            report.stored.fired[key] = report.stored.fired.get(key, 0) + count
 
 
 def evidence_reader(session: Session, width: int) -> Callable[[AlertState], dict[str, Any]]:

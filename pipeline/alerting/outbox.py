@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -89,6 +89,8 @@ class DispatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    by_channel: Mapping[tuple[str, Outcome], int] = field(default_factory=dict, compare=False)
+    """(channel, outcome) -> deliveries, for the per-channel metrics; left out of equality."""
 
 
 class OutboxDispatcher:
@@ -113,16 +115,19 @@ class OutboxDispatcher:
     def dispatch_due(self, now: datetime | None = None) -> DispatchReport:
         """Try every delivery due at `now` (default: the clock) once, at most batch_limit of them."""
         counts: dict[Outcome, int] = {"sent": 0, "retried": 0, "failed": 0}
+        by_channel: dict[tuple[str, Outcome], int] = {}
         attempted: list[int] = []
         while len(attempted) < self._batch_limit:
-            outcome = self._dispatch_one(now, attempted)
-            if outcome is None:
+            settled = self._dispatch_one(now, attempted)
+            if settled is None:
                 break
-            counts[outcome] += 1
-        return DispatchReport(**counts)
+            counts[settled[1]] += 1
+            by_channel[settled] = by_channel.get(settled, 0) + 1
+        return DispatchReport(**counts, by_channel=by_channel)
 
-    def _dispatch_one(self, fixed_now: datetime | None, attempted: list[int]) -> Outcome | None:
-        """Claim, send and settle one due delivery in one transaction; None when nothing is due."""
+    def _dispatch_one(self, fixed_now: datetime | None, attempted: list[int]) -> tuple[str, Outcome] | None:
+        """Claim, send and settle one due delivery in one transaction: (channel, outcome), or None
+        when nothing is due."""
         with Session(self._engine) as session, session.begin():
             query = select(Delivery).where(
                 Delivery.status == "pending", Delivery.next_attempt_at <= (fixed_now or self._clock())
@@ -137,13 +142,13 @@ class OutboxDispatcher:
             try:
                 self._send(session, delivery)
             except DeliveryFailed as failure:
-                return self._record_failure(delivery, failure, fixed_now or self._clock())
+                return delivery.channel, self._record_failure(delivery, failure, fixed_now or self._clock())
             delivery.status = "sent"
             delivery.attempts += 1
             delivery.sent_at = fixed_now or self._clock()
             delivery.last_error = None
             log.info("alert_delivered", extra={"kv": {**_fields(delivery), "attempts": delivery.attempts}})
-            return "sent"
+            return delivery.channel, "sent"
 
     def _send(self, session: Session, delivery: Delivery) -> None:
         channel = self._channels.get(delivery.channel)

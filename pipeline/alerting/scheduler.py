@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -29,6 +31,9 @@ from pipeline.alerting.outbox import OutboxDispatcher
 from pipeline.alerting.routing import channels_for
 from pipeline.alerting.rules import DetectionRules
 from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    from pipeline.metrics import Metrics, SchedulerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +83,12 @@ def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
 
 
 class AlertScheduler:
-    def __init__(self, parts: SchedulerParts, interval_seconds: float) -> None:
+    def __init__(self, parts: SchedulerParts, interval_seconds: float, metrics: Metrics | None = None) -> None:
         self._parts = parts
         self._interval = interval_seconds
+        self._metrics: SchedulerMetrics | None = metrics.scheduler if metrics is not None else None
+        if self._metrics is not None:
+            self._metrics.known_channels(parts.channels)
         # One worker thread: passes and deliveries never overlap and share the leader connection safely.
         self._scheduler = BlockingScheduler(timezone=timezone.utc, executors={"default": ThreadPoolExecutor(1)})
         self._was_leader: bool | None = None
@@ -91,20 +99,32 @@ class AlertScheduler:
         try:
             report = self._parts.detection.run(close_all=close_all)
         except DBAPIError as error:
+            if self._metrics is not None:
+                self._metrics.passes_failed.inc()
             log.warning("detection_pass_failed", extra={"kv": {"error": _one_line(error), "retry_in_s": self._interval}})
             return
+        if self._metrics is not None:
+            self._metrics.record_pass(report)
         log.info("detection_pass", extra={"kv": report.log_fields()})
 
     def deliver_once(self) -> None:
         if not self._leading():
             return
+        started = time.perf_counter()
         try:
             report = self._parts.dispatcher.dispatch_due()
         except DBAPIError as error:
+            if self._metrics is not None:
+                self._metrics.delivery_passes_failed.inc()
             log.warning("delivery_pass_failed", extra={"kv": {"error": _one_line(error)}})
             return
+        if self._metrics is not None:
+            self._metrics.record_dispatch(report)
         if report.sent or report.retried or report.failed:
-            log.info("delivery_pass", extra={"kv": {"sent": report.sent, "retried": report.retried, "failed": report.failed}})
+            log.info("delivery_pass", extra={"kv": {
+                "sent": report.sent, "retried": report.retried, "failed": report.failed,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            }})
 
     def run(self, stop: threading.Event) -> None:
         """Until `stop` is set: passes every interval (the first at once), deliveries every few seconds."""
@@ -128,6 +148,8 @@ class AlertScheduler:
 
     def _leading(self) -> bool:
         leader = self._parts.leadership.ensure()
+        if self._metrics is not None:
+            self._metrics.leader.set(1 if leader else 0)
         if leader != self._was_leader:
             log.info("scheduler_role", extra={"kv": {"role": "leader" if leader else "standby"}})
             self._was_leader = leader
