@@ -16,6 +16,8 @@ from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
 from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
+from pipeline.plot_command import add_plot_command
+from pipeline.query_commands import add_query_commands
 from pipeline.scoring.training_config import TrainingConfig
 from storage.migrate import SchemaOutdated
 
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"finsent: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
+        print("finsent: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -52,12 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reset", action="store_true", help="empty the demo database first")
     demo.add_argument("--speedup", type=_positive_float, default=240.0, help="time compression of the replay (default 240)")
     demo.add_argument("--file", type=Path, help="replay this news file instead of the shipped sample")
+    demo.add_argument("--plot", type=Path, help="where to write the picture (default: finsent-demo.png in FINSENT_DATA_DIR)")
     demo.set_defaults(handler=_run_demo)
 
     worker = commands.add_parser("worker", help="consume news, store articles and scores (runs until SIGTERM/Ctrl-C)")
     worker.set_defaults(handler=_run_worker)
 
     add_alert_commands(commands)
+    add_query_commands(commands)
+    add_plot_command(commands)
 
     database = commands.add_parser("db", help="database schema")
     database_commands = database.add_subparsers(title="db commands", metavar="ACTION", required=True)
@@ -109,14 +115,18 @@ def _run_demo(settings: Settings, arguments: argparse.Namespace) -> int:
 
     if settings.log_level == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # the demo shows progress bars and a summary instead
-    return run_demo(settings, DemoOptions(speedup=arguments.speedup, reset=arguments.reset, news_file=arguments.file))
+    return run_demo(settings, DemoOptions(speedup=arguments.speedup, reset=arguments.reset, news_file=arguments.file,
+                                          plot=arguments.plot))
 
 
 def _run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:
+    from pipeline.metrics import Metrics
     from pipeline.worker import Worker, stop_on_signals
 
-    worker = Worker(settings)
+    metrics = Metrics(settings.metrics_port)
+    worker = Worker(settings, metrics=metrics)
     stop_on_signals(worker.stop)
+    metrics.serve()  # first: a taken port fails at once, not after the model has loaded
     worker.start()
     worker.run()
     return 0

@@ -2,7 +2,9 @@
 
 Starts the embedded broker and the embedded PostgreSQL (kept under the data dir afterwards, so
 `finsent` query commands work on it), runs a worker and the alert scheduler, replays the shipped
-sample stream with time compression and prints what landed in the database and the alerts raised.
+sample stream with time compression, prints what landed in the database and the alerts raised, and
+draws the picture (`finsent plot`). Ctrl-C (or SIGTERM) stops every thread and process it started,
+each stop registered before its start, and keeps every committed transaction.
 
 The replay compresses event time (240x: two minutes of news per half second), so the scheduler
 runs every few seconds with a generous allowed lateness; once the worker has stored everything,
@@ -12,12 +14,16 @@ one last pass judges the remaining buckets (the stream is over, nothing else wil
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -30,6 +36,7 @@ from pipeline.alerting.scheduler import AlertScheduler, build_parts
 from pipeline.config import Settings
 from pipeline.database import open_database
 from pipeline.kafka_settings import kafka_options
+from pipeline.plot_command import PlotRequest, check_writable, write_plot
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
 from storage.queries import alerts_frame
@@ -42,6 +49,11 @@ DEFAULT_SPEEDUP = 240.0
 DEMO_ALERT_INTERVAL_S = 5
 DEMO_LATENESS_S = 1800
 """Thirty minutes of event time: about eight seconds of wall time at 240x, longer than a worker batch."""
+DEMO_PICTURE = "finsent-demo.png"
+WORKER_STOP_TIMEOUT_S = 30.0
+"""Long enough for the batch being scored to finish and commit (or be dropped) under a busy CPU."""
+SCHEDULER_STOP_TIMEOUT_S = 60.0
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class DemoOptions:
     speedup: float = DEFAULT_SPEEDUP
     reset: bool = False
     news_file: Path | None = None
+    plot: Path | None = None
 
 
 def sample_news_file() -> Path:
@@ -56,46 +69,110 @@ def sample_news_file() -> Path:
 
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
+    """The whole demo; Ctrl-C stops everything it started (exit 130) and keeps what was stored."""
     news_file = options.news_file or sample_news_file()
     total = count_records(news_file)
+    picture = options.plot or settings.data_dir / DEMO_PICTURE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(picture, "--plot")
+    started = ExitStack()
+    try:
+        with _terminate_as_interrupt():
+            return _run(settings, options, news_file, total, picture, started)
+    except KeyboardInterrupt:
+        with _interrupts_ignored():
+            started.close()
+        print(f"finsent demo: interrupted; stopped the worker, the scheduler, the broker and the database; "
+              f"what was stored stays in the database ({_where(settings)})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        with _interrupts_ignored():
+            started.close()
+
+
+def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, picture: Path, started: ExitStack) -> int:
+    """Start the parts, registering each one's stop on `started` before it starts (closed in reverse)."""
     broker = EmbeddedBroker()
+    started.callback(broker.stop)
     broker.start()
     settings = settings.replace(kafka_bootstrap=broker.bootstrap)
     database = open_database(settings)
-    worker: Worker | None = None
-    thread: threading.Thread | None = None
-    stop_alerts = threading.Event()
+    started.callback(database.close)
+    ensure_schema(database.engine)
+    if options.reset:
+        _reset(database.engine)
+    print(f"finsent demo: broker {broker.bootstrap} (embedded), database {_where(settings)}", file=sys.stderr)
+    ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter, settings.topic_alerts],
+                  settings.topic_partitions)
+    worker = Worker(settings)
     try:
-        ensure_schema(database.engine)
-        if options.reset:
-            _reset(database.engine)
-        print(f"finsent demo: broker {broker.bootstrap} (embedded), database {_where(settings)}", file=sys.stderr)
-        ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter, settings.topic_alerts],
-                      settings.topic_partitions)
-        worker = Worker(settings)
         worker.start()
-        thread = threading.Thread(target=worker.run, name="finsent-worker", daemon=True)
-        thread.start()
-        alert_settings = settings.replace(alert_interval=DEMO_ALERT_INTERVAL_S, alert_lateness=DEMO_LATENESS_S)
-        scheduler = AlertScheduler(build_parts(alert_settings, database.engine), alert_settings.alert_interval)
-        scheduler_thread = threading.Thread(target=scheduler.run, args=(stop_alerts,), name="finsent-scheduler", daemon=True)
-        scheduler_thread.start()
-        summary = _replay(settings, news_file, total, options.speedup)
-        _wait_for_worker(database.engine, _valid_ids(news_file, settings.max_message_bytes))
-        stop_alerts.set()
-        scheduler_thread.join(timeout=60)
-        _final_alert_pass(alert_settings, database.engine)
-        _print_summary(database.engine, summary)
-        _print_alerts(database.engine)
-        return 0
+    except BaseException:
+        worker.close()  # once its thread runs, the thread closes it
+        raise
+    _start_thread(started, worker.run, worker.stop, "finsent-worker", WORKER_STOP_TIMEOUT_S)
+    alert_settings = settings.replace(alert_interval=DEMO_ALERT_INTERVAL_S, alert_lateness=DEMO_LATENESS_S)
+    scheduler = AlertScheduler(build_parts(alert_settings, database.engine), alert_settings.alert_interval)
+    stop_alerts = threading.Event()
+    scheduler_thread = _start_thread(started, lambda: scheduler.run(stop_alerts), stop_alerts, "finsent-scheduler",
+                                     SCHEDULER_STOP_TIMEOUT_S)
+    summary = _replay(settings, news_file, total, options.speedup)
+    _wait_for_worker(database.engine, _valid_ids(news_file, settings.max_message_bytes))
+    stop_alerts.set()
+    scheduler_thread.join(timeout=SCHEDULER_STOP_TIMEOUT_S)
+    _final_alert_pass(alert_settings, database.engine)
+    _print_summary(database.engine, summary)
+    _print_alerts(database.engine)
+    _print_picture(database.engine, settings, picture)
+    return 0
+
+
+def _start_thread(started: ExitStack, target: Callable[[], None], stop: threading.Event, name: str,
+                  timeout_s: float) -> threading.Thread:
+    """Run `target` in a thread that `started` stops (set `stop`, then wait for it) when it closes."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+
+    def stop_and_join() -> None:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=timeout_s)
+        if thread.is_alive():
+            log.warning("thread_did_not_stop", extra={"kv": {"thread": name, "timeout_s": timeout_s}})
+
+    started.callback(stop_and_join)
+    thread.start()
+    return thread
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, a service manager) stops the demo as cleanly as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
     finally:
-        stop_alerts.set()
-        if worker is not None:
-            worker.stop.set()
-        if thread is not None:
-            thread.join(timeout=30)
-        database.close()
-        broker.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """A second Ctrl-C must not cut the shutdown short and leave a server running; every stop is bounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _replay(settings: Settings, news_file: Path, total: int, speedup: float) -> ReplaySummary:
@@ -171,6 +248,12 @@ def _print_alerts(engine: Engine) -> None:
               + f", {evidence.get('article_count', '?')} articles, {alert.state}")
         for headline in evidence.get("top_negative", [])[:2]:
             print(f"      {headline['p_negative']:.2f}  {headline['headline']}  [{headline['id']}]")
+
+
+def _print_picture(engine: Engine, settings: Settings, picture: Path) -> None:
+    request = PlotRequest(width_seconds=settings.judged_widths[0], market_entity=settings.market_entity)
+    summary = write_plot(engine, request, picture)
+    print(f"\npicture: {picture} ({', '.join(summary.entities)}; `finsent plot --help` draws others)")
 
 
 def _number(value: float | None) -> str:

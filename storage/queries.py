@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Select, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Lateral, Select, and_, case, func, select, true
 
 from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
 
@@ -23,16 +23,22 @@ _MEASURES = ["mean_p_negative", "mean_p_neutral", "mean_p_positive", "negative_s
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def articles_for_entity(engine: Engine, entity: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Articles about `entity` published in [start, end), oldest first, with scores where present."""
+def articles_for_entity(
+    engine: Engine, entity: str, start: datetime, end: datetime, *, newest_first: bool = False, limit: int | None = None
+) -> pd.DataFrame:
+    """Articles about `entity` published in [start, end), oldest first (or newest first), at most
+    `limit`. One row per article with its newest score (model_version says which model gave it),
+    NaN where it is not scored yet."""
+    score = _newest_score(Article.id)
+    order = (Article.published_at.desc(), Article.id.desc()) if newest_first else (Article.published_at, Article.id)
     statement = (
         select(
             Article.id, Article.published_at, Article.headline, Article.source, Article.url,
-            ArticleEntity.matched_by, ArticleScore.model_version, ArticleScore.p_negative,
-            ArticleScore.p_neutral, ArticleScore.p_positive, ArticleScore.sentiment, ArticleScore.label,
+            ArticleEntity.matched_by, score.c.model_version, score.c.p_negative,
+            score.c.p_neutral, score.c.p_positive, score.c.sentiment, score.c.label,
         )
         .join(ArticleEntity, ArticleEntity.article_id == Article.id)
-        .outerjoin(ArticleScore, ArticleScore.article_id == Article.id)
+        .outerjoin(score, true())
         .where(
             and_(
                 ArticleEntity.entity == entity,
@@ -40,12 +46,74 @@ def articles_for_entity(engine: Engine, entity: str, start: datetime, end: datet
                 ArticleEntity.published_at < end,
             )
         )
-        .order_by(Article.published_at, Article.id)
+        .order_by(*order)
+        .limit(limit)
     )
     with engine.connect() as connection:
         frame = pd.DataFrame(connection.execute(statement).all(), columns=ARTICLE_COLUMNS)
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
     return frame
+
+
+def _newest_score(article_id: ColumnElement[str]) -> Lateral:
+    """The article's newest score, whichever model gave it: an article rescored by a second model
+    still counts once."""
+    return (
+        select(
+            ArticleScore.model_version, ArticleScore.p_negative, ArticleScore.p_neutral, ArticleScore.p_positive,
+            ArticleScore.sentiment, ArticleScore.label,
+        )
+        .where(ArticleScore.article_id == article_id)
+        .order_by(ArticleScore.scored_at.desc(), ArticleScore.model_version.desc())
+        .limit(1)
+        .lateral("newest_score")
+    )
+
+
+ENTITY_SUMMARY_COLUMNS = ["entity", "articles", "mean_sentiment", "negative_share", "last_published_at", "firing_alerts"]
+
+
+def entity_summary(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per entity with articles published in [start, end): how many, their mean sentiment and the
+    share whose top label is negative (over each article's newest score; unscored articles count
+    only as articles), the newest one's event time, and how many of the entity's alerts fire now.
+    Most articles first. Read from the articles rather than the timesteps so that the window need
+    not fall on bucket boundaries."""
+    score = _newest_score(ArticleEntity.article_id)
+    negative = case((score.c.label == "negative", 1.0), (score.c.label.is_not(None), 0.0))
+    per_entity = (
+        select(
+            ArticleEntity.entity, func.count().label("articles"), func.avg(score.c.sentiment).label("mean_sentiment"),
+            func.avg(negative).label("negative_share"), func.max(ArticleEntity.published_at).label("last_published_at"),
+        )
+        .select_from(Article)
+        .join(ArticleEntity, ArticleEntity.article_id == Article.id)
+        .outerjoin(score, true())
+        .where(Article.published_at >= start, Article.published_at < end)
+        .group_by(ArticleEntity.entity)
+        .subquery()
+    )
+    firing = (
+        select(Alert.entity, func.count().label("firing_alerts")).where(Alert.state == "firing").group_by(Alert.entity).subquery()
+    )
+    statement = (
+        select(*per_entity.c, func.coalesce(firing.c.firing_alerts, 0))
+        .outerjoin(firing, firing.c.entity == per_entity.c.entity)
+        .order_by(per_entity.c.articles.desc(), per_entity.c.entity)
+    )
+    with engine.connect() as connection:
+        frame = pd.DataFrame(connection.execute(statement).all(), columns=ENTITY_SUMMARY_COLUMNS)
+    frame[["articles", "firing_alerts"]] = frame[["articles", "firing_alerts"]].astype("int64")
+    frame[["mean_sentiment", "negative_share"]] = frame[["mean_sentiment", "negative_share"]].astype("float64")
+    frame["last_published_at"] = pd.to_datetime(frame["last_published_at"], utc=True)
+    return frame
+
+
+def entity_last_published(engine: Engine, entity: str) -> datetime | None:
+    """Event time of the newest article about `entity`, None when there is none: tells an entity the
+    database has never seen (a typo) from one that is merely quiet."""
+    with engine.connect() as connection:
+        return connection.execute(select(func.max(ArticleEntity.published_at)).where(ArticleEntity.entity == entity)).scalar()
 
 
 def timesteps_for_entity(
@@ -130,6 +198,34 @@ def _timestep_statement(entity: str, width_seconds: int, model_version: str | No
     return statement
 
 
+ACTIVITY_COLUMNS = ["entity", "buckets", "article_count", "first_bucket_start", "last_bucket_start"]
+
+
+def entity_activity(
+    engine: Engine, width_seconds: int, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Per entity, its stored buckets of one width starting in [start, end) (a None bound is open):
+    how many, their articles, the first and last bucket_start; most articles first. A plot picks its
+    entities and its default window (the whole stored span) from this."""
+    articles = func.sum(Timestep.article_count)
+    statement = (
+        select(Timestep.entity, func.count(), articles, func.min(Timestep.bucket_start), func.max(Timestep.bucket_start))
+        .where(Timestep.width_seconds == width_seconds)
+        .group_by(Timestep.entity)
+        .order_by(articles.desc(), Timestep.entity)
+    )
+    if start is not None:
+        statement = statement.where(Timestep.bucket_start >= start)
+    if end is not None:
+        statement = statement.where(Timestep.bucket_start < end)
+    with engine.connect() as connection:
+        frame = pd.DataFrame(connection.execute(statement).all(), columns=ACTIVITY_COLUMNS)
+    frame[["buckets", "article_count"]] = frame[["buckets", "article_count"]].astype("int64")
+    for column in ("first_bucket_start", "last_bucket_start"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
 DETECTION_COLUMNS = [
     "entity", "bucket_start", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index",
     "decay_weight",
@@ -156,6 +252,17 @@ def ingest_watermark(connection: Connection) -> tuple[datetime | None, datetime 
     newest_event = connection.execute(select(func.max(Article.published_at))).scalar()
     newest_ingest = connection.execute(select(func.max(Article.ingested_at))).scalar()
     return newest_event, newest_ingest
+
+
+def data_clock(connection: Connection) -> tuple[datetime, bool]:
+    """The present as the stored news knows it, and whether that is the wall clock: the newest
+    article's event time, never later than now. On a live stream that is now; on a replayed or demo
+    database it is the end of its news, so "the last 6 hours" means the last 6 hours of news."""
+    newest, _ = ingest_watermark(connection)
+    now = datetime.now(timezone.utc)
+    if newest is None or newest >= now:
+        return now, True
+    return newest, False
 
 
 def top_negative_articles(connection: Connection, entity: str, start: datetime, end: datetime, limit: int = 3) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import KafkaOptions, ensure_topics
@@ -74,6 +76,24 @@ def engine(database_url: str) -> Iterator[Engine]:
     empty_all_tables(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[Engine]:
+    """A scratch database on the test server with no tables at all (for migration tests)."""
+    name = f"finsent_empty_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(database_url)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.ProgrammingError as error:
+        pytest.skip(f"cannot create a scratch database on the test server: {error}")
+    engine = make_engine(make_url(database_url).set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}"'))
+    admin.dispose()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ def test_backtest_write_then_list_ack_and_silence(history: Engine, capsys: pytes
     assert main(["alerts", "--entity", "PFE", "--format", "csv"]) == 0
     listed = capsys.readouterr().out
     assert listed.startswith("id,entity,rule") and f"\n{alert_id},PFE,negative_spike," in listed
+    # --since counts back from the newest article (bucket 129), not from today's wall clock.
+    assert main(["alerts", "--since", "3h", "--format", "csv"]) == 0
+    assert f"\n{alert_id},PFE,negative_spike," in capsys.readouterr().out, "the burst (bucket 100) is 2h25m before the end"
+    assert main(["alerts", "--since", "2h", "--format", "csv"]) == 0
+    assert f"\n{alert_id}," not in capsys.readouterr().out
 
     assert main(["ack", str(alert_id)]) == 0
     assert f"acknowledged alert {alert_id}" in capsys.readouterr().out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +9,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from consumers.batch_consumer import SinkUnavailable
 from consumers.schema import parse_news
@@ -88,23 +85,6 @@ def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engin
     unreachable = make_engine("postgresql://finsent@127.0.0.1:1/finsent")
     with pytest.raises(SinkUnavailable):
         ArticleSink(unreachable, matcher, scorer, TimestepConfig())(items)
-
-
-@pytest.fixture
-def empty_database(database_url: str) -> Iterator[Engine]:
-    name = f"finsent_empty_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(database_url)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.ProgrammingError as error:
-        pytest.skip(f"cannot create a scratch database on the test server: {error}")
-    engine = make_engine(make_url(database_url).set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
 
 
 def test_worker_start_migrates_an_empty_database(empty_database: Engine) -> None:

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pipeline.cli_values import parse_moment
 from pipeline.config import SETTING_SPECS, Settings, parse_duration_seconds
 from pipeline.errors import UserError
+from pipeline.tabular import FORMATS, emit_frame, width_label
 
 RULE_SETTINGS = (
     "alert_baseline_buckets", "alert_min_history", "alert_resolve_buckets", "alert_repeat_interval", "spike_metric",
     "spike_z", "spike_min_rise", "spike_min_articles", "trend_buckets", "trend_drop", "trend_min_articles", "buzz_z",
     "buzz_ratio", "buzz_min_articles", "buzz_max_sentiment",
 )
-FORMATS = ("table", "json", "csv")
 
 
 def add_alert_commands(commands: Any) -> None:
@@ -46,7 +45,8 @@ def add_alert_commands(commands: Any) -> None:
 
     alerts = commands.add_parser("alerts", help="list alerts")
     alerts.add_argument("--entity", help="only this entity")
-    alerts.add_argument("--since", type=_duration, help="only alerts whose bucket is newer than this (e.g. 6h, 1d)")
+    alerts.add_argument("--since", type=_duration,
+                        help="only alerts whose bucket is in the last span of news (e.g. 6h, 1d), up to the newest article")
     alerts.add_argument("--state", choices=("firing", "resolved"))
     alerts.add_argument("--format", choices=FORMATS, default="table")
     alerts.set_defaults(handler=list_alerts)
@@ -67,14 +67,18 @@ def run_scheduler(settings: Settings, arguments: argparse.Namespace) -> int:
 
     from pipeline.alerting.scheduler import AlertScheduler, build_parts
     from pipeline.database import open_database
+    from pipeline.metrics import Metrics
     from pipeline.worker import stop_on_signals
     from storage.migrate import ensure_schema
 
+    # --once (cron) serves no endpoint: it would clash with a long-running scheduler's port.
+    metrics = Metrics(None if arguments.once else settings.metrics_port)
+    metrics.serve()
     database = open_database(settings)
     try:
         ensure_schema(database.engine)
         parts = build_parts(settings, database.engine)
-        scheduler = AlertScheduler(parts, settings.alert_interval)
+        scheduler = AlertScheduler(parts, settings.alert_interval, metrics)
         if arguments.once:
             try:
                 scheduler.detect_once()
@@ -118,7 +122,7 @@ def run_backtest_command(settings: Settings, arguments: argparse.Namespace) -> i
                                   width, arguments.start, arguments.end, settings.market_entity, arguments.entity, progress)
         print(f"judged {result.buckets} buckets of {width}s for {result.entities} entities: "
               f"{len(result.alerts)} alerts would have fired", file=sys.stderr)
-        _emit(result.alerts, arguments.format, arguments.out)
+        emit_frame(result.alerts, arguments.format, arguments.out, empty="no alerts")
         if arguments.write:
             stored = write_backtest(database.engine, result, width)
             print(f"stored {stored.transitions.get('fired', 0)} new alerts "
@@ -132,9 +136,15 @@ def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
     from pipeline.database import open_database
     from storage.queries import alerts_frame
 
-    since = datetime.now(timezone.utc) - timedelta(seconds=arguments.since) if arguments.since else None
+    from storage.queries import data_clock
+
     database = open_database(settings)
     try:
+        since = None
+        if arguments.since:
+            with database.engine.connect() as connection:
+                present, _ = data_clock(connection)
+            since = present - timedelta(seconds=arguments.since)
         frame = alerts_frame(database.engine, arguments.entity, since, arguments.state)
     finally:
         database.close()
@@ -142,10 +152,10 @@ def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
         frame = frame.assign(
             z=frame["evidence"].map(lambda e: (e or {}).get("z_score")),
             articles=frame["evidence"].map(lambda e: (e or {}).get("article_count")),
-            width=frame["width_seconds"].map(lambda w: f"{w // 60}m" if w < 3600 else f"{w // 3600}h"),
+            width=frame["width_seconds"].map(width_label),
         )[["id", "entity", "rule", "width", "bucket_start", "severity", "state", "value", "baseline", "z", "articles",
            "acked_at", "silenced"]]
-    _emit(frame, arguments.format, None)
+    emit_frame(frame, arguments.format, empty="no alerts")
     return 0
 
 
@@ -194,31 +204,11 @@ def _with_rule_overrides(settings: Settings, arguments: argparse.Namespace) -> S
     return settings.replace(**changes)
 
 
-def _emit(frame: pd.DataFrame, form: str, out: Path | None) -> None:
-    if form == "json":
-        text = json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2) + "\n"
-    elif form == "csv":
-        text = frame.to_csv(index=False)
-    else:
-        text = (frame.to_string(index=False) if not frame.empty else "no alerts") + "\n"
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
-
-
 def _moment(text: str) -> datetime:
     try:
-        if len(text.strip()) == 10:
-            day = date.fromisoformat(text.strip())
-            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date or time; use ISO 8601 such as 2026-03-02 or 2026-03-02T15:30Z") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC (e.g. {text}Z)")
-    return moment.astimezone(timezone.utc)
+        return parse_moment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _duration(text: str) -> int:

@@ -1,0 +1,217 @@
+"""`finsent plot`: per-entity sentiment curves with the alerts marked, as a PNG, from any database.
+
+Choosing what to draw lives here (window, width, entities); reading goes through storage.queries
+and drawing through pipeline.plotting. The demo calls `write_plot` on its own engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from pipeline.cli_values import parse_moment
+from pipeline.config import Settings, parse_duration_seconds
+from pipeline.errors import UserError
+from pipeline.tabular import width_label
+from storage.queries import alerts_frame, entity_activity, timestep_series
+
+DEFAULT_TOP = 6
+
+
+@dataclass(frozen=True)
+class PlotRequest:
+    """What to draw: None bounds fall back to the stored data's span; no entities means choose them."""
+
+    width_seconds: int
+    market_entity: str
+    start: datetime | None = None
+    end: datetime | None = None
+    entities: tuple[str, ...] = ()
+    top: int = DEFAULT_TOP
+
+
+@dataclass(frozen=True)
+class PlotSummary:
+    out: Path
+    entities: tuple[str, ...]
+    alerts: int
+    start: datetime
+    end: datetime
+
+
+def add_plot_command(commands: Any) -> None:
+    plot = commands.add_parser("plot", help="draw per-entity sentiment curves with the alerts marked, as a PNG")
+    plot.add_argument("--entity", action="append", default=[], metavar="ENTITY",
+                      help="plot this entity (repeat for several; default: entities with alerts, then the most active)")
+    plot.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: the first alert width, 5m)")
+    window = plot.add_mutually_exclusive_group()
+    window.add_argument("--since", help="the last span of news, e.g. 6h, up to the newest article (default: all stored data)")
+    window.add_argument("--from", dest="start", help="window start, ISO 8601 (e.g. 2026-03-02 or 2026-03-02T13:00Z)")
+    plot.add_argument("--to", dest="end", help="window end (exclusive), ISO 8601; with --from or alone")
+    plot.add_argument("--out", type=Path, default=Path("finsent.png"), help="PNG file to write (default finsent.png)")
+    plot.add_argument("--top", type=_positive_int, default=DEFAULT_TOP,
+                      help=f"at most this many panels when choosing entities (default {DEFAULT_TOP})")
+    plot.set_defaults(handler=run_plot)
+
+
+def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.database import open_database
+
+    start, end = _moment("--from", arguments.start), _moment("--to", arguments.end)
+    since: int | None = None
+    if arguments.since is not None:
+        if end is not None:
+            raise UserError("--to goes with --from, not with --since; use --from T --to T for a fixed window")
+        try:
+            since = parse_duration_seconds(arguments.since)
+        except ValueError as error:
+            raise UserError(f"--since {arguments.since!r}: {error}") from None
+    if start is not None and end is not None and end <= start:
+        raise UserError(f"--to {_minute(end)} must be after --from {_minute(start)}")
+    request = PlotRequest(
+        width_seconds=plot_width(arguments.width, settings),
+        market_entity=settings.market_entity,
+        start=start,
+        end=end,
+        entities=tuple(dict.fromkeys(entity.strip().upper() for entity in arguments.entity)),
+        top=arguments.top,
+    )
+    check_writable(arguments.out)
+    database = open_database(settings)
+    try:
+        if since is not None:
+            request = _last_span(database.engine, request, since)
+        summary = write_plot(database.engine, request, arguments.out)
+    finally:
+        database.close()
+    print(f"wrote {summary.out}: {len(summary.entities)} entities ({', '.join(summary.entities)}), {summary.alerts} alerts, "
+          f"{summary.start:%Y-%m-%d %H:%M} to {summary.end:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotRequest:
+    """--since: the last `seconds` of news, ending just after the newest article (never past now)."""
+    from storage.queries import data_clock
+
+    with engine.connect() as connection:
+        present, _ = data_clock(connection)
+    end = present + timedelta(microseconds=1)
+    return replace(request, start=end - timedelta(seconds=seconds), end=end)
+
+
+def _moment(flag: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as error:
+        raise UserError(f"{flag} {error}") from None
+
+
+def plot_width(text: str | None, settings: Settings) -> int:
+    """--width as seconds; a width the database does not keep is a user error naming the kept ones."""
+    kept = ", ".join(width_label(width) for width in settings.bucket_widths)
+    if text is None:
+        return settings.judged_widths[0]
+    try:
+        width = parse_duration_seconds(text)
+    except ValueError:
+        raise UserError(f"--width {text!r} is not a duration; choose one of {kept} (FINSENT_BUCKET_WIDTHS)") from None
+    if width not in settings.bucket_widths:
+        raise UserError(f"--width {text}: no such bucket width is stored; choose one of {kept} (FINSENT_BUCKET_WIDTHS)")
+    return width
+
+
+def check_writable(out: Path, flag: str = "--out") -> None:
+    """Fail before any work when the PNG cannot be written (the demo checks before its replay)."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UserError(f"{flag} {out} is a directory; give a file name such as {out / 'finsent.png'}")
+    if not folder.is_dir():
+        raise UserError(f"cannot write {out}: the directory {folder} does not exist; create it or choose another {flag}")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"cannot write {out}: permission denied; choose another {flag}")
+
+
+def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
+    """Read the series and alerts for `request` and write the PNG; UserError when there is nothing to draw."""
+    from pipeline.plotting import EntityPanel, render_png  # matplotlib loads only when a plot is drawn
+
+    start, end = _window(engine, request)
+    activity = entity_activity(engine, request.width_seconds, start, end)
+    if activity.empty:
+        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
+                        f"{_minute(end)}{_stored_span(engine, request.width_seconds)}")
+    alerts = alerts_frame(engine, since=start)
+    alerts = alerts[alerts["bucket_start"] < pd.Timestamp(end)]
+    entities = _chosen_entities(request, activity, alerts)
+    panels = [EntityPanel(entity, timestep_series(engine, entity, request.width_seconds, start, end)) for entity in entities]
+    alerts = alerts[alerts["entity"].isin(entities)]
+    try:
+        render_png(panels, alerts, request.width_seconds, start, end, out)
+    except OSError as error:
+        raise UserError(f"cannot write {out}: {error.strerror or error}; choose another file") from None
+    return PlotSummary(out, tuple(entities), len(alerts), start, end)
+
+
+def _window(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime]:
+    """The requested window; open bounds become the first and last stored bucket of the width."""
+    if request.start is not None and request.end is not None:
+        return request.start, request.end
+    stored = entity_activity(engine, request.width_seconds)
+    if stored.empty:
+        raise UserError(f"no {width_label(request.width_seconds)} timesteps in the database: run `finsent worker` "
+                        "(or `finsent demo`) to score some news first")
+    start = request.start or stored["first_bucket_start"].min().to_pydatetime()
+    end = request.end or stored["last_bucket_start"].max().to_pydatetime() + timedelta(seconds=request.width_seconds)
+    if end <= start:
+        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
+                        f"{_minute(end)}{_stored_span(engine, request.width_seconds)}")
+    return start, end
+
+
+def _chosen_entities(request: PlotRequest, activity: pd.DataFrame, alerts: pd.DataFrame) -> list[str]:
+    """The asked-for entities (each must have data), else alerted entities first, then the most active."""
+    active = list(activity["entity"])
+    if request.entities:
+        missing = [entity for entity in request.entities if entity not in active]
+        if missing:
+            raise UserError(f"no timesteps for {', '.join(missing)} in the window; entities with data there: "
+                            f"{', '.join(active[:12])}{' ...' if len(active) > 12 else ''}")
+        return list(request.entities)
+    candidates = [entity for entity in active if entity != request.market_entity]
+    if not candidates:
+        return [request.market_entity]
+    alerted = alerts[alerts["entity"].isin(candidates)]["entity"].value_counts()
+    order = sorted(candidates, key=lambda entity: (-int(alerted.get(entity, 0)), active.index(entity)))
+    return order[: request.top]
+
+
+def _stored_span(engine: Engine, width_seconds: int) -> str:
+    stored = entity_activity(engine, width_seconds)
+    if stored.empty:
+        return "; the database holds none: score some news first (`finsent worker` or `finsent demo`)"
+    first = stored["first_bucket_start"].min()
+    last = stored["last_bucket_start"].max() + pd.Timedelta(seconds=width_seconds)
+    return f"; the stored data spans {_minute(first)} to {_minute(last)} (omit --since/--from/--to to plot all of it)"
+
+
+def _minute(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
