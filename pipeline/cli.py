@@ -12,6 +12,7 @@ from consumers.embedded_broker import EmbeddedBrokerError
 from consumers.kafka_clients import BrokerUnavailable, create_producer, ensure_topics
 from consumers.replay import ReplayFileError, count_records, replay
 from pipeline.alerting.commands import add_alert_commands
+from pipeline.cli_values import positive_int
 from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
 from pipeline.kafka_settings import kafka_options
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     current.set_defaults(handler=_db_current)
 
     topics = commands.add_parser("topics", help="create the news, dead-letter and alerts topics if missing")
-    topics.add_argument("--partitions", type=_positive_int, help="partitions per topic (default FINSENT_TOPIC_PARTITIONS)")
+    topics.add_argument("--partitions", type=positive_int, help="partitions per topic (default FINSENT_TOPIC_PARTITIONS)")
     topics.set_defaults(handler=_create_topics)
 
     produce = commands.add_parser("produce", help="replay a JSONL or CSV news file onto the news topic")
@@ -88,14 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune the sentiment model on labelled CSVs (text,label)")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="CSV files with columns text,label")
     train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
-    train.add_argument("--epochs", type=_positive_int, default=TrainingConfig.epochs)
-    train.add_argument("--batch-size", type=_positive_int, default=TrainingConfig.batch_size)
+    train.add_argument("--epochs", type=positive_int, default=TrainingConfig.epochs)
+    train.add_argument("--batch-size", type=positive_int, default=TrainingConfig.batch_size)
     train.add_argument("--lr", type=_positive_float, default=TrainingConfig.learning_rate, help="learning rate")
-    train.add_argument("--rank", type=_positive_int, default=TrainingConfig.lora_rank, help="LoRA rank")
-    train.add_argument("--patience", type=_positive_int, default=TrainingConfig.patience, help="epochs without improvement before stopping")
+    train.add_argument("--rank", type=positive_int, default=TrainingConfig.lora_rank, help="LoRA rank")
+    train.add_argument("--patience", type=positive_int, default=TrainingConfig.patience, help="epochs without improvement before stopping")
     train.add_argument("--seed", type=int, default=TrainingConfig.seed)
     train.add_argument("--validation-fraction", type=_fraction, default=0.1, help="held out for early stopping")
-    train.add_argument("--folds", type=_positive_int, help="cross-validate with K folds instead of saving a model")
+    train.add_argument("--folds", type=positive_int, help="cross-validate with K folds instead of saving a model")
     train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
     train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
     train.set_defaults(handler=_train)
@@ -251,16 +252,6 @@ def _show_config(settings: Settings, _arguments: argparse.Namespace) -> int:
             value = redacted(value)
         print(f"{spec.env_name}={value if value is not None else ''}\n    {spec.help} (default: {spec.default or 'empty'})")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def _fraction(text: str) -> float:

@@ -1,11 +1,14 @@
-"""Values typed on the command line that several commands share: moments in ISO 8601.
+"""Values typed on the command line that several commands share: moments in ISO 8601 and counts.
 
-Kept apart from argparse so that a command can report a bad value as one `finsent: error:` line
-(UserError) instead of argparse's usage block."""
+Moments are parsed apart from argparse so that a command can report a bad value as one
+`finsent: error:` line (UserError) instead of argparse's usage block."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import date, datetime, timezone
+
+from pipeline.errors import UserError
 
 
 def parse_moment(text: str) -> datetime:
@@ -22,3 +25,24 @@ def parse_moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z for UTC (e.g. {text}Z)")
     return moment.astimezone(timezone.utc)
+
+
+def moment_option(option: str, text: str | None) -> datetime | None:
+    """An optional --from/--to value; a malformed one is a UserError naming the option."""
+    if text is None:
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as error:
+        raise UserError(f"{option} {error}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --top or --partitions."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value

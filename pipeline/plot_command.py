@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from pipeline.cli_values import parse_moment
+from pipeline.cli_values import moment_option, positive_int
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import width_label
@@ -56,7 +56,7 @@ def add_plot_command(commands: Any) -> None:
     window.add_argument("--from", dest="start", help="window start, ISO 8601 (e.g. 2026-03-02 or 2026-03-02T13:00Z)")
     plot.add_argument("--to", dest="end", help="window end (exclusive), ISO 8601; with --from or alone")
     plot.add_argument("--out", type=Path, default=Path("finsent.png"), help="PNG file to write (default finsent.png)")
-    plot.add_argument("--top", type=_positive_int, default=DEFAULT_TOP,
+    plot.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
                       help=f"at most this many panels when choosing entities (default {DEFAULT_TOP})")
     plot.set_defaults(handler=run_plot)
 
@@ -64,7 +64,7 @@ def add_plot_command(commands: Any) -> None:
 def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
     from pipeline.database import open_database
 
-    start, end = _moment("--from", arguments.start), _moment("--to", arguments.end)
+    start, end = moment_option("--from", arguments.start), moment_option("--to", arguments.end)
     since: int | None = None
     if arguments.since is not None:
         if end is not None:
@@ -104,15 +104,6 @@ def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotReques
         present, _ = data_clock(connection)
     end = present + timedelta(microseconds=1)
     return replace(request, start=end - timedelta(seconds=seconds), end=end)
-
-
-def _moment(flag: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise UserError(f"{flag} {error}") from None
 
 
 def plot_width(text: str | None, settings: Settings) -> int:
@@ -205,13 +196,3 @@ def _stored_span(engine: Engine, width_seconds: int) -> str:
 
 def _minute(moment: datetime) -> str:
     return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from pipeline.cli_values import parse_moment
+from pipeline.cli_values import moment_option
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import FORMATS, emit_frame, width_label
@@ -196,20 +196,11 @@ def _window_request(arguments: argparse.Namespace) -> WindowRequest:
         since = parse_duration_seconds(since_text)
     except ValueError:
         raise UserError(f"--since {since_text!r} is not a duration: use a positive one such as 30m, 6h or 7d") from None
-    start = _moment_option("--from", arguments.start)
-    end = _moment_option("--to", arguments.end)
+    start = moment_option("--from", arguments.start)
+    end = moment_option("--to", arguments.end)
     if start is not None and end is not None and start >= end:
         raise UserError(f"--from {_iso(start)} is not before --to {_iso(end)}: swap them")
     return WindowRequest(since, start, end)
-
-
-def _moment_option(option: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise UserError(f"{option} {error}") from None
 
 
 def _anchor(engine: Engine, request: WindowRequest) -> Window:
