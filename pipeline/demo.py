@@ -36,6 +36,7 @@ from pipeline.alerting.scheduler import AlertScheduler, build_parts
 from pipeline.config import Settings
 from pipeline.database import open_database
 from pipeline.kafka_settings import kafka_options
+from pipeline.metrics import Metrics
 from pipeline.plot_command import PlotRequest, check_writable, write_plot
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
@@ -92,6 +93,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
 
 def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, picture: Path, started: ExitStack) -> int:
     """Start the parts, registering each one's stop on `started` before it starts (closed in reverse)."""
+    metrics = Metrics(settings.metrics_port)  # worker and scheduler share one endpoint when the port is set
+    metrics.serve()
     broker = EmbeddedBroker()
     started.callback(broker.stop)
     broker.start()
@@ -104,7 +107,7 @@ def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, 
     print(f"finsent demo: broker {broker.bootstrap} (embedded), database {_where(settings)}", file=sys.stderr)
     ensure_topics(kafka_options(settings), [settings.topic_news, settings.topic_dead_letter, settings.topic_alerts],
                   settings.topic_partitions)
-    worker = Worker(settings)
+    worker = Worker(settings, metrics=metrics)
     try:
         worker.start()
     except BaseException:
@@ -112,7 +115,7 @@ def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, 
         raise
     _start_thread(started, worker.run, worker.stop, "finsent-worker", WORKER_STOP_TIMEOUT_S)
     alert_settings = settings.replace(alert_interval=DEMO_ALERT_INTERVAL_S, alert_lateness=DEMO_LATENESS_S)
-    scheduler = AlertScheduler(build_parts(alert_settings, database.engine), alert_settings.alert_interval)
+    scheduler = AlertScheduler(build_parts(alert_settings, database.engine), alert_settings.alert_interval, metrics)
     stop_alerts = threading.Event()
     scheduler_thread = _start_thread(started, lambda: scheduler.run(stop_alerts), stop_alerts, "finsent-scheduler",
                                      SCHEDULER_STOP_TIMEOUT_S)
