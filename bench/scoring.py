@@ -12,6 +12,11 @@ What it measures
     3. Scorer fp32: `pipeline.scoring.scorer.Scorer` on the shipped model (or --model);
     4. Scorer int8: the same with dynamic int8 quantization (`quantize_int8=True`), CPU only;
     5. Scorer fp32 on the pipeline's own network (the identical HF classifier, see below);
+    with --experiments, two runtimes the field uses, tried against the eager Scorer (finsent keeps
+    one only if it measurably wins): 6. the Scorer's network under torch.compile(dynamic=True)
+    (compilation happens in the warm-up, untimed); 7. the same network exported to ONNX (dynamic
+    batch and length, opset 17) and run by ONNX Runtime's CPU provider, full graph optimisation;
+    each also reports its largest probability difference from the eager Scorer;
     and where CUDA is available (--device auto|cuda): the pipeline per text (fp32) and batched
     (batch_size=32, bf16 or fp16 weights) on the GPU, and the Scorer on the GPU (bf16/fp16 autocast)
     on both networks.
@@ -42,6 +47,7 @@ What it measures
 How to run
     .venv/bin/python bench/scoring.py [--texts 3000] [--long 100] [--model DIR]
                                       [--device auto|cpu|cuda] [--threads N] [--repeat 1]
+                                      [--experiments]   # needs: pip install -e '.[bench]'
 
     The defaults take roughly 4 minutes on an idle 2-core CPU (most of it the per-text pipeline and
     the long articles); --texts, --long and --latency-batches trade precision for time. Run it on an
@@ -208,6 +214,7 @@ class BenchOptions:
     threads: int
     repeat: int
     latency_batches: int
+    experiments: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,8 @@ class VariantSpec:
     quantize_int8: bool = False
     half: bool = False
     """Pipeline on GPU: load the weights in bf16 (fp16 where bf16 is not supported)."""
+    runtime: str = "eager"
+    """Scorer only: 'eager' (what finsent runs), 'compile' (torch.compile) or 'onnx' (ONNX Runtime)."""
 
     @property
     def title(self) -> str:
@@ -241,6 +250,7 @@ class VariantSpec:
         device = "GPU" if self.device == "cuda" else "CPU"
         extra = " int8" if self.quantize_int8 else " bf16/fp16" if self.half else ""
         return f"{device} {self.label}{extra}"
+
 
 
 @dataclass
@@ -257,6 +267,8 @@ class VariantResult:
     precision: str
     agreement: float | None = None
     """Max |p_pipeline - p_scorer| on headlines, same HF network (measured after the peak RSS)."""
+    eager_agreement: float | None = None
+    """Experimental runtimes: max |p_runtime - p_eager Scorer| on headlines (after the peak RSS)."""
     seconds: float = 0.0
 
 
@@ -280,6 +292,11 @@ def plan_variants(options: BenchOptions, cuda: bool) -> list[VariantSpec]:
             VariantSpec("cpu-scorer-int8", "Scorer", "scorer", "cpu", "scorer", quantize_int8=True),
             VariantSpec("cpu-scorer-hf", "Scorer on pipeline's network", "scorer", "cpu", "hf"),
         ]
+        if options.experiments:
+            variants += [
+                VariantSpec("cpu-scorer-compile", "Scorer torch.compile", "scorer", "cpu", "scorer", runtime="compile"),
+                VariantSpec("cpu-scorer-onnx", "Scorer ONNX Runtime", "scorer", "cpu", "scorer", runtime="onnx"),
+            ]
     if cuda and options.device in ("auto", "cuda"):
         variants += [
             VariantSpec("gpu-loop", "pipeline per text", "pipeline-loop", "cuda", "hf"),
@@ -387,9 +404,63 @@ class ScorerRunner:
             self.precision = "bf16 autocast" if torch.cuda.is_bf16_supported() else "fp16 autocast"
         else:
             self.precision = "int8 dynamic" if spec.quantize_int8 else "fp32"
+        if spec.runtime == "compile":
+            # dynamic=True: one graph for every (batch, length) the micro-batcher produces.
+            self.scorer.model.module = torch.compile(self.scorer.model.module, dynamic=True)
+            self.precision += " compiled"
+        elif spec.runtime == "onnx":
+            self.scorer.model.logits = onnx_logits(self.scorer, threads)  # type: ignore[method-assign]
+            self.precision += " onnxruntime"
 
     def score(self, texts: Sequence[str], label: str | None = None) -> int:
         return sum(score.chunks for score in self.scorer.score_texts(texts))
+
+
+def onnx_logits(scorer: Scorer, threads: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Export the Scorer's (merged) network to ONNX with dynamic batch and length; run it in ONNX Runtime."""
+    import onnxruntime
+
+    model = scorer.model
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.module
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return model.logits(input_ids, attention_mask)
+
+    path = Path(tempfile.mkdtemp(prefix="finsent-onnx-")) / "scorer.onnx"
+    example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Logits().eval(), example, str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+                          "logits": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+    session_options = onnxruntime.SessionOptions()
+    session_options.intra_op_num_threads = threads
+    session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+
+    def logits(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(session.run(None, feeds)[0])
+
+    return logits
+
+
+def experiment_missing(spec: VariantSpec) -> str | None:
+    """Why an experimental runtime cannot run here, or None."""
+    if spec.runtime == "onnx":
+        import importlib.util
+
+        absent = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+        if absent:
+            return f"{', '.join(absent)} not installed (pip install -e '.[bench]')"
+    return None
 
 
 def _dtype_keyword() -> str:
@@ -431,6 +502,15 @@ def measure_variant(spec: VariantSpec, options: BenchOptions, networks: Networks
     )
     if isinstance(runner, ScorerRunner) and spec.network == "hf":
         result.agreement = pipeline_agreement(runner, networks.hf_classifier, spec.device, headlines[:AGREEMENT_TEXTS])
+    if isinstance(runner, ScorerRunner) and spec.runtime != "eager":
+        eager = Scorer.load(networks.scorer_model, spec.device, threads=options.threads)
+        texts = headlines[:AGREEMENT_TEXTS]
+        result.eager_agreement = max(
+            abs(a - b)
+            for ours, theirs in zip(runner.scorer.score_texts(texts), eager.score_texts(texts), strict=True)
+            for a, b in zip((ours.p_negative, ours.p_neutral, ours.p_positive),
+                            (theirs.p_negative, theirs.p_neutral, theirs.p_positive), strict=True)
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -582,7 +662,8 @@ def load_note(load_before: float) -> str:
 
 
 def render(
-    options: BenchOptions, networks: Networks, stats: InputStats, results: list[VariantResult], seconds: float, load: str
+    options: BenchOptions, networks: Networks, stats: InputStats, results: list[VariantResult], seconds: float, load: str,
+    skipped: Sequence[str] = (),
 ) -> str:
     cpu = platform.processor() or platform.machine()
     gpu = next((torch.cuda.get_device_name(0) for r in results if r.spec.device == "cuda"), None)
@@ -610,6 +691,10 @@ def render(
     ]
     if agreement:
         lines.append("same network, pipeline vs Scorer probabilities on headlines: " + "; ".join(agreement))
+    experiments = [f"{_variant_name(r)}: max |Δp| = {r.eager_agreement:.1e}" for r in results if r.eager_agreement is not None]
+    if experiments:
+        lines.append("experimental runtimes vs the eager Scorer on headlines: " + "; ".join(experiments))
+    lines += [f"skipped {note}" for note in skipped]
     lines.append(f"total {seconds:.0f} s")
     return "\n".join(lines)
 
@@ -658,10 +743,25 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser.add_argument("--repeat", type=_positive_int, default=1, help="timed passes per variant, median reported (default 1)")
     parser.add_argument("--latency-batches", type=_positive_int, default=20,
                         help=f"batches of {LATENCY_BATCH} headlines timed for p50/p95 (default 20)")
+    parser.add_argument("--experiments", action="store_true",
+                        help="also run the Scorer under torch.compile and ONNX Runtime on the CPU (pip install -e '.[bench]')")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
-    return BenchOptions(args.texts, args.long, args.model, args.device, args.threads, args.repeat, args.latency_batches)
+    return BenchOptions(args.texts, args.long, args.model, args.device, args.threads, args.repeat, args.latency_batches,
+                        args.experiments)
+
+
+def runnable(variants: Iterable[VariantSpec]) -> tuple[list[VariantSpec], list[str]]:
+    """The variants that can run here, and a note for each experiment that cannot."""
+    ready, skipped = [], []
+    for spec in variants:
+        missing = experiment_missing(spec)
+        if missing:
+            skipped.append(f"{spec.title}: {missing}")
+        else:
+            ready.append(spec)
+    return ready, skipped
 
 
 def run_all(options: BenchOptions, variants: Iterable[VariantSpec], networks: Networks) -> list[VariantResult]:
@@ -687,11 +787,12 @@ def main(argv: list[str] | None = None) -> int:
         print("preparing models and inputs ...", file=sys.stderr, flush=True)
         networks = prepare_networks(options, Path(tmp))
         stats = input_stats(make_headlines(options.texts), make_long_articles(options.long), networks.hf_classifier)
-        results = run_all(options, plan_variants(options, torch.cuda.is_available()), networks)
+        variants, skipped = runnable(plan_variants(options, torch.cuda.is_available()))
+        results = run_all(options, variants, networks)
     if not results:
         print("nothing to measure for --device", options.device, file=sys.stderr)
         return 1
-    print(render(options, networks, stats, results, time.monotonic() - started, load))
+    print(render(options, networks, stats, results, time.monotonic() - started, load, skipped))
     return 0
 
 
