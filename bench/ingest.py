@@ -1,14 +1,25 @@
-"""Ingest throughput: Kafka -> finsent worker -> PostgreSQL, next to a plain kafka-python loop.
+"""Ingest throughput: Kafka -> finsent worker -> PostgreSQL, next to a plain kafka-python loop
+and next to the model alone on the same articles.
 
 What it measures
-    N realistic headline messages (JSON, 4 partitions by default) are produced once to a fresh
-    topic. Then two consumers, each in its own consumer group, drain that same backlog:
+    N realistic headline messages (JSON, 4 partitions by default; a fifth carry a body of 2-4
+    sentences) are produced once to a fresh topic. Then two consumers, each in its own consumer
+    group, drain that same backlog:
 
     1. the baseline: a plain kafka-python loop (KafkaConsumer in a group, poll until all N are
        read, json.loads each value, a manual commit per poll of up to --batch-size records);
-    2. the finsent worker (`pipeline.worker.Worker` in a thread; no model yet: it validates each
-       message, finds entity mentions and writes articles + mentions in one transaction per
-       batch, then commits the offsets), timed by polling `SELECT count(*) FROM articles`.
+    2. the finsent worker (`pipeline.worker.Worker` in a thread, with the configured model: it
+       validates each message, finds entity mentions, scores the articles, writes articles,
+       mentions, scores and timesteps in one transaction per batch, then commits the offsets),
+       timed by polling `SELECT count(*) FROM articles`.
+    3. the model alone: the worker's own Scorer (same model, threads, precision) scoring the same
+       N articles in batches of --batch-size, in this process after the worker stopped: the
+       ceiling the worker could reach if Kafka and PostgreSQL cost nothing.
+
+    Where the worker's time goes comes from its per-batch log line: scoring_ms (the model),
+    writing_ms (the transaction: articles, mentions, scores, timesteps) and the rest of
+    duration_ms (validation, entity matching, the offset commit). From these it also prints the
+    rate the worker's Kafka + PostgreSQL path sustains with the scoring time taken out.
 
     For each it prints
     - msg/s (steady): records after the first sighting / (last sighting - first sighting), i.e.
@@ -60,10 +71,12 @@ from progress_display import progress as shared_progress
 
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import KafkaOptions, create_admin, create_producer, ensure_topics
+from pipeline.cli_values import positive_int
 from pipeline.config import Settings
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging
-from pipeline.worker import Worker
+from consumers.schema import NewsItem, parse_news
+from pipeline.worker import Worker, load_scorer
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine, redacted
 from storage.migrate import upgrade
@@ -225,18 +238,42 @@ class ProgressClock:
 
 
 class BatchLog(logging.Handler):
-    """Collects duration_ms and size from the worker's per-batch "batch" log lines."""
+    """Collects the timings and sizes of the worker's per-batch "batch" log lines."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.durations_ms: list[float] = []
+        self.scoring_ms: list[float] = []
+        self.writing_ms: list[float] = []
         self.sizes: list[int] = []
+        self.scored: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "kv", None)
         if record.getMessage() == "batch" and isinstance(fields, dict):
             self.durations_ms.append(float(fields["duration_ms"]))
+            self.scoring_ms.append(float(fields.get("scoring_ms", 0.0)))
+            self.writing_ms.append(float(fields.get("writing_ms", 0.0)))
             self.sizes.append(int(fields["consumed"]))
+            self.scored.append(int(fields.get("scored", 0)))
+
+    def split(self) -> tuple[float, float, float] | None:
+        """Shares of the summed batch time spent scoring, writing, and on everything else."""
+        total = sum(self.durations_ms)
+        if total <= 0:
+            return None
+        scoring, writing = sum(self.scoring_ms), sum(self.writing_ms)
+        return scoring / total, writing / total, max(0.0, total - scoring - writing) / total
+
+    def rate_without_scoring(self) -> float | None:
+        """Messages per second of batch time with the model's time taken out."""
+        rest_s = (sum(self.durations_ms) - sum(self.scoring_ms)) / 1000
+        return sum(self.sizes) / rest_s if rest_s > 0 else None
+
+    def scoring_rate(self) -> float | None:
+        """Articles per second of the model inside the worker."""
+        seconds = sum(self.scoring_ms) / 1000
+        return sum(self.scored) / seconds if seconds > 0 else None
 
 
 # ---------------------------------------------------------------- data
@@ -359,6 +396,23 @@ def measure_worker(settings: Settings, engine: Engine, messages: int) -> Through
         thread.join(timeout=30)
 
 
+def measure_scorer_alone(settings: Settings, messages: int, names: RunNames, batch_size: int) -> float:
+    """The worker's model on the same articles, batch by batch, with nothing else to do: articles/s."""
+    scorer = load_scorer(settings)
+    items = [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
+             if isinstance(item, NewsItem)]
+    scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
+    bar = progress(len(items), "the model alone (same articles)")
+    started = time.perf_counter()
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        scorer.score_items(batch)
+        bar.update(len(batch))
+    elapsed = time.perf_counter() - started
+    bar.close()
+    return len(items) / elapsed
+
+
 def _run_capturing(target: Callable[[], None], errors: list[BaseException]) -> None:
     try:
         target()
@@ -471,6 +525,8 @@ class Report:
     baseline: Throughput
     pipeline: Throughput
     batches: BatchLog
+    scorer_alone: float
+    """Articles/s of the worker's model scoring the same articles with nothing else to do."""
     mentions: int
     rss_after_produce_mib: float
     rss_after_baseline_mib: float
@@ -494,6 +550,20 @@ def _overhead(baseline: Throughput, pipeline: Throughput) -> str:
     return f"pipeline overhead: {1 / ratio:.2f}× faster than the plain loop"
 
 
+def _split(report: Report) -> str:
+    batches = report.batches
+    split = batches.split()
+    if split is None:
+        return "worker time split: n/a (no batch lines)"
+    scoring, writing, rest = split
+    return (
+        f"worker batch time: scoring {100 * scoring:.0f}% (model inside the worker: {_rate(batches.scoring_rate())} "
+        f"articles/s, alone: {_rate(report.scorer_alone)}), database transaction {100 * writing:.0f}%, "
+        f"validation + entities + offset commit {100 * rest:.0f}%; "
+        f"without the scoring time the worker path sustains {_rate(batches.rate_without_scoring())} msg/s"
+    )
+
+
 def render(report: Report) -> str:
     options, batches = report.options, report.batches
     latency = (
@@ -510,7 +580,9 @@ def render(report: Report) -> str:
             f"{'':<35}{'msg/s (steady)':>14}{'msg/s (incl. join)':>21}{'time to first':>20}",
             _row("plain kafka-python consume loop", report.baseline),
             _row("finsent worker → PostgreSQL", report.pipeline),
+            f"{'the model alone on the same articles':<35}{_rate(report.scorer_alone):>14}",
             f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
+            _split(report),
             "",
             f"worker: {len(batches.sizes)} batches of {mean_batch:.0f} messages on average, "
             f"{options.messages} articles and {report.mentions} entity mentions stored",
@@ -546,29 +618,23 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     batches = BatchLog()
     worker_log = logging.getLogger("pipeline.worker")
     worker_log.addHandler(batches)
+    settings = worker_settings(infra, names, options, data_dir)
     try:
-        pipeline = measure_worker(worker_settings(infra, names, options, data_dir), infra.engine, options.messages)
+        pipeline = measure_worker(settings, infra.engine, options.messages)
     finally:
         worker_log.removeHandler(batches)
     mentions = count_mentions(infra.engine, names)
-    return Report(options, infra, baseline, pipeline, batches, mentions, rss_after_produce, rss_after_baseline, peak_rss_mib())
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
+    rss_peak = peak_rss_mib()
+    scorer_alone = measure_scorer_alone(settings, options.messages, names, options.batch_size)
+    return Report(options, infra, baseline, pipeline, batches, scorer_alone, mentions, rss_after_produce,
+                  rss_after_baseline, rss_peak)
 
 
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=_positive_int, default=20_000, help="messages to produce and drain (default 20000)")
-    parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions of the benchmark topic (default 4)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256,
+    parser.add_argument("--messages", type=positive_int, default=20_000, help="messages to produce and drain (default 20000)")
+    parser.add_argument("--partitions", type=positive_int, default=4, help="partitions of the benchmark topic (default 4)")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="worker batch size and baseline max_poll_records (default 256)")
     parser.add_argument("--kafka", default=os.environ.get("FINSENT_BENCH_KAFKA", ""), metavar="HOST:PORT",
                         help="external broker (env FINSENT_BENCH_KAFKA); default: start the embedded one")
