@@ -6,9 +6,12 @@ Moments are parsed apart from argparse so that a command can report a bad value 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
 
+from pipeline.config import parse_duration_seconds
 from pipeline.errors import UserError
+from pipeline.tabular import width_label
 
 
 def parse_moment(text: str) -> datetime:
@@ -46,3 +49,15 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
+
+
+def stored_width(text: str, stored: Sequence[int]) -> int:
+    """--width as seconds; only the widths the worker keeps (FINSENT_BUCKET_WIDTHS) have a series."""
+    choices = ", ".join(width_label(width) for width in stored)
+    try:
+        width = parse_duration_seconds(text)
+    except ValueError:
+        raise UserError(f"--width {text!r} is not a duration: choose one of {choices} (FINSENT_BUCKET_WIDTHS)") from None
+    if width not in stored:
+        raise UserError(f"--width {text} is not a stored bucket width: choose one of {choices} (FINSENT_BUCKET_WIDTHS)")
+    return width

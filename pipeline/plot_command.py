@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from pipeline.cli_values import moment_option, positive_int
+from pipeline.cli_values import moment_option, positive_int, stored_width
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import width_label
@@ -107,17 +107,8 @@ def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotReques
 
 
 def plot_width(text: str | None, settings: Settings) -> int:
-    """--width as seconds; a width the database does not keep is a user error naming the kept ones."""
-    kept = ", ".join(width_label(width) for width in settings.bucket_widths)
-    if text is None:
-        return settings.judged_widths[0]
-    try:
-        width = parse_duration_seconds(text)
-    except ValueError:
-        raise UserError(f"--width {text!r} is not a duration; choose one of {kept} (FINSENT_BUCKET_WIDTHS)") from None
-    if width not in settings.bucket_widths:
-        raise UserError(f"--width {text}: no such bucket width is stored; choose one of {kept} (FINSENT_BUCKET_WIDTHS)")
-    return width
+    """--width as seconds, by default the first width alerts are judged on."""
+    return settings.judged_widths[0] if text is None else stored_width(text, settings.bucket_widths)
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:

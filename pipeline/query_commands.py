@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from pipeline.cli_values import moment_option
+from pipeline.cli_values import moment_option, stored_width
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import FORMATS, emit_frame, width_label
@@ -176,16 +176,7 @@ def _open_database(settings: Settings) -> Database:
 
 def _width(text: str | None, settings: Settings) -> int:
     """--width, or the smallest stored width; only stored widths have a series to show."""
-    if text is None:
-        return settings.bucket_widths[0]
-    choices = ", ".join(width_label(w) for w in settings.bucket_widths)
-    try:
-        width = parse_duration_seconds(text)
-    except ValueError:
-        raise UserError(f"--width {text!r} is not a duration: choose one of {choices} (FINSENT_BUCKET_WIDTHS)") from None
-    if width not in settings.bucket_widths:
-        raise UserError(f"--width {text} is not a stored bucket width: choose one of {choices} (FINSENT_BUCKET_WIDTHS)")
-    return width
+    return settings.bucket_widths[0] if text is None else stored_width(text, settings.bucket_widths)
 
 
 def _window_request(arguments: argparse.Namespace) -> WindowRequest:

@@ -86,7 +86,7 @@ def test_plot_since_is_the_last_span_of_news_not_of_wall_clock(
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        (["--width", "2m"], "--width 2m: no such bucket width is stored; choose one of 5m, 1h"),
+        (["--width", "2m"], "--width 2m is not a stored bucket width: choose one of 5m, 1h"),
         (["--width", "soon"], "--width 'soon' is not a duration"),
         (["--width", "1h"], "no 1h timesteps in the database"),
         (["--from", "2026-03-03", "--to", "2026-03-04"], "no 5m timesteps between 2026-03-03T00:00Z and 2026-03-04T00:00Z"),
