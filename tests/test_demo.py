@@ -198,6 +198,12 @@ def running(pid: int) -> bool:
         return False
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT back to its default in the demo process: a suite started in the background by a
+    non-interactive shell (CI, `nohup ... &`) ignores SIGINT, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def interrupted_demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     data_dir = tmp_path / "data"
@@ -205,8 +211,8 @@ def interrupted_demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], 
     # Its own session, like a shell job: the test sends SIGINT to the whole group, as a terminal's Ctrl-C does.
     # A slower replay (about six minutes) so that the interrupt surely lands mid-replay, however busy the machine.
     demo = subprocess.Popen([*finsent_command(), "demo", "--speedup", str(INTERRUPTED_SPEEDUP)],
-                            env=demo_environment(data_dir), cwd=data_dir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            env=demo_environment(data_dir), cwd=data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         yield demo, data_dir
     finally:
