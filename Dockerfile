@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The finsent image: `finsent worker` by default, `finsent scheduler` or any other command as args.
-#   docker build -t finsent .                           CPU (the last stage, so the default)
-#   docker build --target cuda -t finsent:cuda .        CUDA (needs the NVIDIA container toolkit to run)
+#   docker build -t finsent .                                CPU (the default)
+#   docker build --build-arg TORCH=cuda -t finsent:cuda .    CUDA (needs the NVIDIA container toolkit to run)
+# Only the torch stage differs between the two; everything after it is the one `runtime` stage.
 # Torch goes in before the project, pinned: an open range would pull a multi-GB CUDA build into the
 # CPU image. The project goes in as a wheel (not editable), so the shipped model is package data.
 
@@ -9,6 +10,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # The CUDA build of torch 2.13.0 on PyPI is linked against CUDA 13.0; the base brings the
 # NVIDIA_* variables the container toolkit reads, the wheel brings its own CUDA libraries.
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
+# The torch build the image runs on: cpu or cuda (the stages torch-cpu and torch-cuda below).
+ARG TORCH=cpu
 
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
@@ -18,7 +21,7 @@ COPY consumers ./consumers
 COPY storage ./storage
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${CUDA_IMAGE} AS cuda
+FROM ${CUDA_IMAGE} AS torch-cuda
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
@@ -26,20 +29,13 @@ RUN apt-get update \
 ENV VIRTUAL_ENV=/opt/finsent PATH=/opt/finsent/bin:$PATH
 RUN python3 -m venv /opt/finsent \
     && pip install --no-cache-dir torch==2.13.0
-COPY --from=wheel /wheels /wheels
-RUN pip install --no-cache-dir /wheels/finsent-*.whl && rm -rf /wheels
-RUN useradd --system --create-home --uid 10001 finsent \
-    && mkdir -p /var/lib/finsent && chown finsent:finsent /var/lib/finsent
-ENV FINSENT_DATA_DIR=/var/lib/finsent HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-USER finsent
-WORKDIR /var/lib/finsent
-ENTRYPOINT ["finsent"]
-CMD ["worker"]
 
-FROM ${PYTHON_IMAGE} AS cpu
+FROM ${PYTHON_IMAGE} AS torch-cpu
 ENV VIRTUAL_ENV=/opt/finsent PATH=/opt/finsent/bin:$PATH
 RUN python -m venv /opt/finsent \
     && pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+FROM torch-${TORCH} AS runtime
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir /wheels/finsent-*.whl && rm -rf /wheels
 RUN useradd --system --create-home --uid 10001 finsent \

@@ -12,7 +12,7 @@ from consumers.embedded_broker import EmbeddedBrokerError
 from consumers.kafka_clients import BrokerUnavailable, create_producer, ensure_topics
 from consumers.replay import ReplayFileError, count_records, replay
 from pipeline.alerting.commands import add_alert_commands
-from pipeline.cli_values import positive_int
+from pipeline.cli_values import fraction, positive_float, positive_int
 from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
 from pipeline.kafka_settings import kafka_options
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole system on embedded defaults with the shipped sample news")
     demo.add_argument("--reset", action="store_true", help="empty the demo database first")
-    demo.add_argument("--speedup", type=_positive_float, default=240.0, help="time compression of the replay (default 240)")
+    demo.add_argument("--speedup", type=positive_float, default=240.0, help="time compression of the replay (default 240)")
     demo.add_argument("--file", type=Path, help="replay this news file instead of the shipped sample")
     demo.add_argument("--plot", type=Path, help="where to write the picture (default: finsent-demo.png in FINSENT_DATA_DIR)")
     demo.set_defaults(handler=_run_demo)
@@ -80,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     produce = commands.add_parser("produce", help="replay a JSONL or CSV news file onto the news topic")
     produce.add_argument("file", type=Path, help="news file: .jsonl/.ndjson or .csv, optionally .gz")
     produce.add_argument("--topic", help="target topic (default FINSENT_TOPIC_NEWS)")
-    produce.add_argument("--rate", type=_positive_float, help="at most this many messages per second")
+    produce.add_argument("--rate", type=positive_float, help="at most this many messages per second")
     produce.add_argument(
-        "--speedup", type=_positive_float, help="keep the spacing of event times, compressed by this factor (e.g. 600)"
+        "--speedup", type=positive_float, help="keep the spacing of event times, compressed by this factor (e.g. 600)"
     )
     produce.set_defaults(handler=_produce)
 
@@ -91,11 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
     train.add_argument("--epochs", type=positive_int, default=TrainingConfig.epochs)
     train.add_argument("--batch-size", type=positive_int, default=TrainingConfig.batch_size)
-    train.add_argument("--lr", type=_positive_float, default=TrainingConfig.learning_rate, help="learning rate")
+    train.add_argument("--lr", type=positive_float, default=TrainingConfig.learning_rate, help="learning rate")
     train.add_argument("--rank", type=positive_int, default=TrainingConfig.lora_rank, help="LoRA rank")
     train.add_argument("--patience", type=positive_int, default=TrainingConfig.patience, help="epochs without improvement before stopping")
     train.add_argument("--seed", type=int, default=TrainingConfig.seed)
-    train.add_argument("--validation-fraction", type=_fraction, default=0.1, help="held out for early stopping")
+    train.add_argument("--validation-fraction", type=fraction, default=0.1, help="held out for early stopping")
     train.add_argument("--folds", type=positive_int, help="cross-validate with K folds instead of saving a model")
     train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
     train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
@@ -252,23 +252,6 @@ def _show_config(settings: Settings, _arguments: argparse.Namespace) -> int:
             value = redacted(value)
         print(f"{spec.env_name}={value if value is not None else ''}\n    {spec.help} (default: {spec.default or 'empty'})")
     return 0
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ Moments are parsed apart from argparse so that a command can report a bad value 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
+from typing import TypeVar
 
 from pipeline.config import parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import width_label
+
+Number = TypeVar("Number", int, float)
 
 
 def parse_moment(text: str) -> datetime:
@@ -42,10 +45,27 @@ def moment_option(option: str, text: str | None) -> datetime | None:
 
 def positive_int(text: str) -> int:
     """argparse type for counts such as --top or --partitions."""
+    return _positive(text, int, "a whole number")
+
+
+def positive_float(text: str) -> float:
+    """argparse type for rates and factors such as --speedup or --lr."""
+    return _positive(text, float, "a number")
+
+
+def fraction(text: str) -> float:
+    """argparse type for a share strictly between 0 and 1, such as --validation-fraction."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def _positive(text: str, kind: Callable[[str], Number], noun: str) -> Number:
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value

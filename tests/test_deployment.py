@@ -37,7 +37,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 FINSENT_SERVICES = ("migrate", "worker", "scheduler")
 LONG_RUNNING = ("worker", "scheduler")
-RUNTIME_TARGETS = ("cpu", "cuda")
+TORCH_BUILDS = ("cpu", "cuda")  # --build-arg TORCH=...
+IMAGE_STAGE = "runtime"  # the last stage: what `docker build .` builds
 # Image variables that describe the image's own filesystem, not finsent's configuration.
 IMAGE_ONLY_VARIABLES = frozenset({"PATH", "VIRTUAL_ENV", "DEBIAN_FRONTEND"})
 KNOWN_SETTINGS = frozenset(spec.env_name for spec in SETTING_SPECS)
@@ -86,8 +87,9 @@ class Stage:
 
 
 @cache
-def dockerfile_stages() -> dict[str, Stage]:
-    """Stages by name, in file order. Comment lines are dropped and continuation lines joined, as Docker does."""
+def dockerfile_stages(build_args: tuple[tuple[str, str], ...] = ()) -> dict[str, Stage]:
+    """Stages by name, in file order, with `--build-arg NAME=value` for each pair in build_args.
+    Comment lines are dropped and continuation lines joined, as Docker does."""
     lines: list[str] = []
     pending = ""
     for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
@@ -114,8 +116,21 @@ def dockerfile_stages() -> dict[str, Stage]:
             opened[-1][2].append(Instruction(keyword, arguments))
         elif keyword == "ARG" and "=" in arguments:
             name, _, default = arguments.partition("=")
-            global_args[name] = default
+            global_args[name] = dict(build_args).get(name, default)
+    undeclared = dict(build_args).keys() - global_args.keys()
+    assert not undeclared, f"the Dockerfile declares no ARG {sorted(undeclared)} before its first FROM"
     return {name: Stage(name, base, tuple(instructions)) for name, base, instructions in opened}
+
+
+def built_image(torch: str | None = None) -> Stage:
+    """What `docker build [--build-arg TORCH=torch] .` makes: the last stage with the stages it is
+    built on (FROM another stage) in front, flattened into one whose base is the external image."""
+    stages = dockerfile_stages(() if torch is None else (("TORCH", torch),))
+    chain = [list(stages.values())[-1]]
+    while chain[0].base in stages:
+        chain.insert(0, stages[chain[0].base])
+    instructions = tuple(instruction for stage in chain for instruction in stage.instructions)
+    return Stage(chain[-1].name, chain[0].base, instructions)
 
 
 def pip_install_index(runs: list[str], needle: str) -> int:
@@ -159,7 +174,7 @@ def compose_environment(name: str) -> dict[str, str]:
 
 def container_environment(name: str) -> dict[str, str]:
     """What a finsent container sees: the CPU image's ENV, then the service's environment on top."""
-    image = {k: v for k, v in dockerfile_stages()["cpu"].environment().items() if k not in IMAGE_ONLY_VARIABLES}
+    image = {k: v for k, v in built_image().environment().items() if k not in IMAGE_ONLY_VARIABLES}
     return image | compose_environment(name)
 
 
@@ -194,7 +209,7 @@ def test_compose_has_kafka_kraft_postgres_and_the_finsent_services() -> None:
     images = {service(name)["image"] for name in FINSENT_SERVICES}
     assert len(images) == 1, f"the finsent services must run one image, got {images}"
     for name in FINSENT_SERVICES:
-        assert service(name)["build"] == {"context": ".", "target": "cpu"}
+        assert service(name)["build"] == {"context": ".", "target": IMAGE_STAGE}
     assert set(compose()["volumes"]) >= {"postgres-data"}
     assert any(volume.startswith("postgres-data:") for volume in service("postgres")["volumes"])
 
@@ -216,9 +231,9 @@ def test_every_finsent_variable_is_a_setting_and_every_service_loads() -> None:
         unknown = {key for key in container_environment(name) if key.startswith("FINSENT_")} - KNOWN_SETTINGS
         assert not unknown, f"{name} sets {sorted(unknown)}, which finsent does not read (see `finsent config`)"
         Settings.load(container_environment(name))
-    for target in RUNTIME_TARGETS:
-        unknown = {key for key in dockerfile_stages()[target].environment() if key.startswith("FINSENT_")} - KNOWN_SETTINGS
-        assert not unknown, f"Dockerfile target {target} sets unknown {sorted(unknown)}"
+    for torch in TORCH_BUILDS:
+        unknown = {key for key in built_image(torch).environment() if key.startswith("FINSENT_")} - KNOWN_SETTINGS
+        assert not unknown, f"the TORCH={torch} image sets unknown {sorted(unknown)}"
     for name in LONG_RUNNING:
         assert Settings.load(container_environment(name)).metrics_port is not None, f"{name}: its healthcheck needs FINSENT_METRICS_PORT"
 
@@ -273,23 +288,23 @@ def test_commands_parse_with_the_finsent_cli() -> None:
         assert "entrypoint" not in service(name), f"{name} must run through the image's entrypoint"
         command = service(name)["command"]
         assert command[0] == name and parses_as_finsent(command)
-    assert parses_as_finsent(dockerfile_stages()["cpu"].exec_form("CMD")) == "_run_worker"
+    assert parses_as_finsent(built_image().exec_form("CMD")) == "_run_worker"
     assert parses_as_finsent(service("worker")["command"]) == "_run_worker"
     migrate = service("migrate")
     assert migrate["entrypoint"][0] in ("/bin/sh", "sh") and migrate["entrypoint"][-1] in ("-c", "-ec")
     (script,) = migrate["command"]
     steps = [shlex.split(step) for step in script.split("&&")]
-    entrypoint = dockerfile_stages()["cpu"].exec_form("ENTRYPOINT")
+    entrypoint = built_image().exec_form("ENTRYPOINT")
     assert all(step[: len(entrypoint)] == entrypoint for step in steps), f"migrate must run {entrypoint}: {script!r}"
     assert [parses_as_finsent(step[len(entrypoint):]) for step in steps] == ["_db_upgrade", "_create_topics"]
 
 
 def test_image_entrypoint_is_the_finsent_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    stages = dockerfile_stages()
-    assert list(stages)[-1] == "cpu", "the CPU target must be the last stage, so `docker build .` builds it"
-    for target in RUNTIME_TARGETS:
-        stage = stages[target]
+    assert list(dockerfile_stages())[-1] == IMAGE_STAGE
+    assert built_image() == built_image("cpu"), "a plain `docker build .` must build the CPU image"
+    for target in TORCH_BUILDS:
+        stage = built_image(target)
         (program,) = stage.exec_form("ENTRYPOINT")
         assert scripts.get(program) == "pipeline.cli:main"
         assert stage.exec_form("CMD") == ["worker"]
@@ -311,14 +326,14 @@ def test_torch_is_pinned_and_installed_before_the_project() -> None:
         assert package.rstrip("*") in wheel_copies.split(), f"the wheel stage does not copy {package}"
     assert any(re.search(r"pip wheel .* \.$", run) for run in stages["wheel"].runs())
     for target, index in (("cpu", "https://download.pytorch.org/whl/cpu"), ("cuda", None)):
-        runs = stages[target].runs()
+        runs = built_image(target).runs()
         torch_step = pip_install_index(runs, r"\btorch==")
         assert {match.group(1) for run in runs for match in _TORCH_PIN.finditer(run)} == {pin.group(1)}
         assert (index is not None and f"--index-url {index}" in runs[torch_step]) or (index is None and "--index-url" not in runs[torch_step])
         assert pip_install_index(runs, r"/finsent-\S*\.whl") > torch_step, f"{target}: torch must go in before the project"
         assert not any(re.search(r"pip install.*(\s-e\s|--editable)", run) for run in runs), "install the project non-editable"
-    assert stages["cuda"].base.startswith("nvidia/cuda:")
-    assert stages["cpu"].base.startswith("python:3.")
+    assert built_image("cuda").base.startswith("nvidia/cuda:")
+    assert built_image("cpu").base.startswith("python:3.")
 
 
 def test_dockerignore_keeps_the_virtualenv_out_and_the_sources_in() -> None:
@@ -356,7 +371,7 @@ def test_worker_starts_through_the_image_entrypoint_stores_news_and_stops_cleanl
     """ENTRYPOINT + the compose worker command, with the compose worker environment. Overridden:
     where the broker, the database, the data dir and the metrics port are, and (isolation from the
     other tests on the shared broker) the topic and group names."""
-    entrypoint = dockerfile_stages()["cpu"].exec_form("ENTRYPOINT")
+    entrypoint = built_image().exec_form("ENTRYPOINT")
     program = Path(sys.executable).with_name(entrypoint[0])
     assert program.is_file(), f"{program}: the console script the image runs is not installed in this virtualenv"
     environment = {
