@@ -89,6 +89,7 @@ from progress_display import Progress  # noqa: E402
 from progress_display import progress as shared_progress  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from pipeline.cli_values import positive_int  # noqa: E402
 from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact  # noqa: E402
 from pipeline.scoring.base_model import base_model_dir  # noqa: E402
 from pipeline.scoring.labels import LABELS  # noqa: E402
@@ -702,25 +703,15 @@ def render(
 # ---------------------------------------------------------------- main
 
 
-def _positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
 def _non_negative_int(text: str) -> int:
-    value = _whole_number(text)
+    """--long may be 0 (headlines only), which positive_int refuses."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
-
-
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _model_dir(text: str) -> Path:
@@ -732,16 +723,16 @@ def _model_dir(text: str) -> Path:
 
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--texts", type=_positive_int, default=3000, help="headline-length texts (default 3000)")
+    parser.add_argument("--texts", type=positive_int, default=3000, help="headline-length texts (default 3000)")
     parser.add_argument("--long", type=_non_negative_int, default=100, help="long articles, 400-1500 words (default 100)")
     parser.add_argument("--model", type=_model_dir, default=None, metavar="DIR",
                         help="model for the Scorer variants: a finsent artifact or HF classifier dir (default: shipped)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CPU variants, plus GPU variants when CUDA is available (default auto)")
-    parser.add_argument("--threads", type=_positive_int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="torch.set_num_threads for every variant (default: all cores)")
-    parser.add_argument("--repeat", type=_positive_int, default=1, help="timed passes per variant, median reported (default 1)")
-    parser.add_argument("--latency-batches", type=_positive_int, default=20,
+    parser.add_argument("--repeat", type=positive_int, default=1, help="timed passes per variant, median reported (default 1)")
+    parser.add_argument("--latency-batches", type=positive_int, default=20,
                         help=f"batches of {LATENCY_BATCH} headlines timed for p50/p95 (default 20)")
     parser.add_argument("--experiments", action="store_true",
                         help="also run the Scorer under torch.compile and ONNX Runtime on the CPU (pip install -e '.[bench]')")

@@ -102,6 +102,7 @@ def dockerfile_stages(build_args: tuple[tuple[str, str], ...] = ()) -> dict[str,
         pending = ""
         if line:
             lines.append(line)
+    overrides = dict(build_args)
     global_args: dict[str, str] = {}
     opened: list[tuple[str, str, list[Instruction]]] = []
     for line in lines:
@@ -116,8 +117,8 @@ def dockerfile_stages(build_args: tuple[tuple[str, str], ...] = ()) -> dict[str,
             opened[-1][2].append(Instruction(keyword, arguments))
         elif keyword == "ARG" and "=" in arguments:
             name, _, default = arguments.partition("=")
-            global_args[name] = dict(build_args).get(name, default)
-    undeclared = dict(build_args).keys() - global_args.keys()
+            global_args[name] = overrides.get(name, default)
+    undeclared = overrides.keys() - global_args.keys()
     assert not undeclared, f"the Dockerfile declares no ARG {sorted(undeclared)} before its first FROM"
     return {name: Stage(name, base, tuple(instructions)) for name, base, instructions in opened}
 
