@@ -68,11 +68,11 @@ def write_batch(connection: Connection, records: list[ArticleRecord], rng: rando
     })
 
 
-def touched_by(records: list[ArticleRecord]) -> dict[str, datetime]:
-    touched: dict[str, datetime] = {}
+def touched_by(records: list[ArticleRecord]) -> dict[str, list[datetime]]:
+    touched: dict[str, list[datetime]] = {}
     for record in records:
         for mention in record.entities:
-            touched[mention.entity] = min(touched.get(mention.entity, record.published_at), record.published_at)
+            touched.setdefault(mention.entity, []).append(record.published_at)
     return touched
 
 

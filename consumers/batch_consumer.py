@@ -3,8 +3,11 @@
 Guarantees:
 - offsets are committed only after the sink returned (its transaction committed) and every
   rejected message of the batch is acknowledged on the dead-letter topic;
-- bad input is dead-lettered with a reason and never stops the loop;
+- bad input is dead-lettered with a reason and never stops the loop (an unexpected exception
+  from validation dead-letters that one message as `validation_error`);
 - `SinkUnavailable` (database down) is retried with backoff, nothing is dead-lettered or committed;
+  once the sink has a batch it is not called again for it, and a dead-letter retry re-sends only
+  the letters the broker has not acknowledged;
 - any other sink exception is narrowed down by splitting the batch, so only the message that the
   sink keeps refusing is dead-lettered;
 - a failed commit (rebalance, broker hiccup) rewinds to the batch start: the batch is processed
@@ -27,9 +30,11 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letter import DeadLetter, DeadLetterPublisher, DeadLetterUnavailable
-from consumers.schema import NewsItem, RejectedMessage, parse_news
+from consumers.schema import NewsItem, RejectedMessage, TimeWindow, parse_news
 
 log = logging.getLogger(__name__)
+
+_LAG_TIMEOUT_MS = 1000
 
 
 class SinkUnavailable(Exception):
@@ -91,6 +96,7 @@ class BatchConsumer:
         batch_size: int = 256,
         max_wait_ms: int = 500,
         max_message_bytes: int = 1_048_576,
+        time_window: TimeWindow | None = None,
         retry: RetryPolicy = RetryPolicy(),
         stop: threading.Event | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
@@ -102,6 +108,7 @@ class BatchConsumer:
         self._batch_size = batch_size
         self._max_wait_s = max_wait_ms / 1000
         self._max_message_bytes = max_message_bytes
+        self._time_window = time_window or TimeWindow()
         self._retry = retry
         self.stop = stop or threading.Event()
         self._on_batch = on_batch
@@ -173,7 +180,12 @@ class BatchConsumer:
         items: list[tuple[ConsumerRecord, NewsItem]] = []
         letters: list[DeadLetter] = []
         for record in records:
-            parsed = parse_news(record.value, self._max_message_bytes)
+            try:
+                parsed = parse_news(record.value, self._max_message_bytes, self._time_window)
+            except Exception as error:  # noqa: BLE001 - a validation bug must cost one message, not the worker
+                log.error("validation_failed", extra={"kv": {"partition": record.partition, "offset": record.offset,
+                                                            "error": _one_line(error)}})
+                parsed = RejectedMessage("validation_error", f"validation failed unexpectedly: {_one_line(error)}")
             if isinstance(parsed, RejectedMessage):
                 letters.append(_letter(record, parsed))
             else:
@@ -187,17 +199,24 @@ class BatchConsumer:
         letters: list[DeadLetter],
         report: BatchReport,
     ) -> bool:
-        """True once the sink and the dead-letter topic both have the batch; False if stopped first."""
+        """True once the sink and the dead-letter topic both have the batch; False if stopped first.
+
+        `letters` gains the messages the sink refused."""
         attempt = 0
-        sink_letters: list[DeadLetter] = []
+        sink_letters: list[DeadLetter] | None = None
+        unsent = list(letters)
         while not self.stop.is_set():
             attempt += 1
             try:
-                sink_letters = self._deliver(items)
-                self._dead_letters.publish_all(letters + sink_letters)
+                if sink_letters is None:
+                    sink_letters = self._deliver(items)
+                    unsent += sink_letters
+                self._dead_letters.publish_all(unsent)
                 letters.extend(sink_letters)
                 return True
             except (SinkUnavailable, DeadLetterUnavailable) as error:
+                if isinstance(error, DeadLetterUnavailable):
+                    unsent = error.unsent
                 delay = self._retry.delay(attempt)
                 report.retries += 1
                 log.warning(
@@ -252,19 +271,30 @@ class BatchConsumer:
                 self._consumer.seek(partition, offset)
 
     def _lag(self) -> int | None:
-        """Messages behind the fetch high-water mark (end_offsets is unreliable on some brokers)."""
+        """Messages behind the log end, summed over every assigned partition.
+
+        A partition's end is the larger of the fetch high-water mark (fresh, but known only for
+        partitions fetched since assignment) and the broker's listed end offset (known for all;
+        a little low on Tansu): a partition not fetched yet still counts its whole backlog."""
+        assigned = sorted(self._consumer.assignment())
+        if not assigned:
+            return None
+        try:
+            listed = self._consumer.end_offsets(assigned, timeout_ms=_LAG_TIMEOUT_MS)
+        except KafkaError:
+            listed = {}
         total = 0
         known = False
-        for partition in self._consumer.assignment():
-            highwater = self._consumer.highwater(partition)
-            if highwater is None:
+        for partition in assigned:
+            ends = [end for end in (self._consumer.highwater(partition), listed.get(partition)) if end is not None]
+            if not ends:
                 continue
             try:
-                position = self._consumer.position(partition, timeout_ms=1000)
+                position = self._consumer.position(partition, timeout_ms=_LAG_TIMEOUT_MS)
             except KafkaError:
                 continue
             if position is not None:
-                total += max(0, highwater - position)
+                total += max(0, max(ends) - position)
                 known = True
         return total if known else None
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from consumers.schema import NewsItem, RejectedMessage, parse_news
+from consumers.schema import NewsItem, RejectedMessage, TimeWindow, parse_news
 
 CSV_FIELDS = ("id", "published_at", "headline", "body", "source", "url", "lang", "tickers")
 _TICKER_SEPARATORS = re.compile(r"[|,;\s]+")
@@ -40,6 +40,10 @@ class ReplayLine:
     item: NewsItem
 
 
+_Check = Callable[[int, bytes], "ReplayLine | tuple[int, RejectedMessage]"]
+"""Checks one line's bytes against the message contract."""
+
+
 @dataclass
 class ReplaySummary:
     sent: int = 0
@@ -53,13 +57,16 @@ class ReplaySummary:
             self.skipped_examples.append(f"line {line_number}: {rejection.reason}")
 
 
-def read_news_file(path: Path, max_message_bytes: int) -> Iterator[ReplayLine | tuple[int, RejectedMessage]]:
+def read_news_file(
+    path: Path, max_message_bytes: int, time_window: TimeWindow | None = None
+) -> Iterator[ReplayLine | tuple[int, RejectedMessage]]:
     """Yield each record as a checked ReplayLine, or (line number, rejection) for a bad one."""
     lines = _open_text(path)
+    check = _checker(max_message_bytes, time_window or TimeWindow())
     if _format_of(path) == "csv":
-        yield from _csv_records(lines, path, max_message_bytes)
+        yield from _csv_records(lines, path, check)
     else:
-        yield from _jsonl_records(lines, max_message_bytes)
+        yield from _jsonl_records(lines, check)
 
 
 def count_records(path: Path) -> int:
@@ -76,6 +83,7 @@ def replay(
     rate_per_s: float | None = None,
     speedup: float | None = None,
     max_message_bytes: int = 1_048_576,
+    time_window: TimeWindow | None = None,
     progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReplaySummary:
@@ -84,7 +92,7 @@ def replay(
     started = time.monotonic()
     first_event: datetime | None = None
     futures = []
-    for index, entry in enumerate(read_news_file(path, max_message_bytes)):
+    for index, entry in enumerate(read_news_file(path, max_message_bytes, time_window)):
         if isinstance(entry, tuple):
             summary.note_skip(*entry)
             if progress:
@@ -149,17 +157,17 @@ def _open_text(path: Path) -> Iterator[str]:
         raise ReplayFileError(f"{path}: cannot be read ({error})") from None
 
 
-def _jsonl_records(lines: Iterator[str], max_message_bytes: int) -> Iterator[ReplayLine | tuple[int, RejectedMessage]]:
+def _jsonl_records(lines: Iterator[str], check: _Check) -> Iterator[ReplayLine | tuple[int, RejectedMessage]]:
     for line_number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if not stripped:
             continue
         value = stripped.encode("utf-8")
-        yield _checked(line_number, value, max_message_bytes)
+        yield check(line_number, value)
 
 
 def _csv_records(
-    lines: Iterator[str], path: Path, max_message_bytes: int
+    lines: Iterator[str], path: Path, check: _Check
 ) -> Iterator[ReplayLine | tuple[int, RejectedMessage]]:
     reader = csv.DictReader(lines)
     if reader.fieldnames is None or "published_at" not in reader.fieldnames:
@@ -172,11 +180,16 @@ def _csv_records(
         if tickers:
             document["tickers"] = tickers
         value = json.dumps(document, ensure_ascii=False).encode("utf-8")
-        yield _checked(reader.line_num, value, max_message_bytes)
+        yield check(reader.line_num, value)
 
 
-def _checked(line_number: int, value: bytes, max_message_bytes: int) -> ReplayLine | tuple[int, RejectedMessage]:
-    parsed = parse_news(value, max_message_bytes)
-    if isinstance(parsed, RejectedMessage):
-        return (line_number, parsed)
-    return ReplayLine(line_number, value, parsed)
+def _checker(max_message_bytes: int, time_window: TimeWindow) -> _Check:
+    """The message contract as the worker applies it, for one file's lines."""
+
+    def check(line_number: int, value: bytes) -> ReplayLine | tuple[int, RejectedMessage]:
+        parsed = parse_news(value, max_message_bytes, time_window)
+        if isinstance(parsed, RejectedMessage):
+            return (line_number, parsed)
+        return ReplayLine(line_number, value, parsed)
+
+    return check

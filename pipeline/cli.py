@@ -183,6 +183,7 @@ def _produce(settings: Settings, arguments: argparse.Namespace) -> int:
                 rate_per_s=arguments.rate,
                 speedup=arguments.speedup,
                 max_message_bytes=settings.max_message_bytes,
+                time_window=settings.time_window,
                 progress=bar.update,
             )
     finally:

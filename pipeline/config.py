@@ -13,11 +13,13 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from consumers.schema import TimeWindow
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -196,6 +198,19 @@ def _optional_port(text: str) -> int | None:
     return int(text)
 
 
+def _utc_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError("expected an ISO 8601 time with a zone such as 1980-01-01T00:00:00Z") from None
+    if moment.utcoffset() is None:
+        raise ValueError("expected an ISO 8601 time with a zone such as 1980-01-01T00:00:00Z (add Z)")
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("expected a time between the years 1 and 9999 in UTC") from None
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -232,6 +247,9 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kafka_heartbeat_interval_ms", "3000", _positive_int, "consumer heartbeat interval, under a third of the session timeout"),
     SettingSpec("kafka_connect_timeout_ms", "30000", _positive_int, "how long to wait for the broker at start before giving up"),
     SettingSpec("max_message_bytes", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized"),
+    SettingSpec("dead_letter_max_bytes", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)"),
+    SettingSpec("max_future_skew", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)"),
+    SettingSpec("earliest_published_at", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives"),
     SettingSpec("database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir"),
     SettingSpec("database_connect_timeout_ms", "30000", _positive_int, "how long to wait for PostgreSQL at start before giving up"),
     SettingSpec("data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
@@ -300,6 +318,9 @@ class Settings:
     kafka_heartbeat_interval_ms: int
     kafka_connect_timeout_ms: int
     max_message_bytes: int
+    dead_letter_max_bytes: int
+    max_future_skew: int
+    earliest_published_at: datetime
     database_url: str
     database_connect_timeout_ms: int
     data_dir: Path
@@ -383,6 +404,11 @@ class Settings:
     def judged_widths(self) -> tuple[int, ...]:
         """The widths detection judges: FINSENT_ALERT_WIDTHS, or else the smallest bucket width."""
         return self.alert_widths or self.bucket_widths[:1]
+
+    @property
+    def time_window(self) -> TimeWindow:
+        """The event times a message may carry (FINSENT_MAX_FUTURE_SKEW, FINSENT_EARLIEST_PUBLISHED_AT)."""
+        return TimeWindow(timedelta(seconds=self.max_future_skew), self.earliest_published_at)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

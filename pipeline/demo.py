@@ -120,7 +120,7 @@ def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, 
     scheduler_thread = _start_thread(started, lambda: scheduler.run(stop_alerts), stop_alerts, "finsent-scheduler",
                                      SCHEDULER_STOP_TIMEOUT_S)
     summary = _replay(settings, news_file, total, options.speedup)
-    _wait_for_worker(database.engine, _valid_ids(news_file, settings.max_message_bytes))
+    _wait_for_worker(database.engine, _valid_ids(news_file, settings))
     stop_alerts.set()
     scheduler_thread.join(timeout=SCHEDULER_STOP_TIMEOUT_S)
     _final_alert_pass(alert_settings, database.engine)
@@ -182,7 +182,8 @@ def _replay(settings: Settings, news_file: Path, total: int, speedup: float) -> 
     producer = create_producer(kafka_options(settings, "finsent-demo"))
     try:
         with tqdm(total=total, unit="msg", desc=f"replaying at {speedup:g}x", file=sys.stderr, mininterval=0.5) as bar:
-            return replay(news_file, producer, settings.topic_news, speedup=speedup, progress=bar.update)
+            return replay(news_file, producer, settings.topic_news, speedup=speedup, max_message_bytes=settings.max_message_bytes,
+                          time_window=settings.time_window, progress=bar.update)
     finally:
         producer.close(timeout=10)
 
@@ -202,8 +203,9 @@ def _wait_for_worker(engine: Engine, article_ids: list[str], timeout_s: float = 
     raise TimeoutError(f"the worker stored fewer than {len(article_ids)} articles within {timeout_s:.0f}s")
 
 
-def _valid_ids(news_file: Path, max_message_bytes: int) -> list[str]:
-    return sorted({entry.item.id for entry in read_news_file(news_file, max_message_bytes) if isinstance(entry, ReplayLine)})
+def _valid_ids(news_file: Path, settings: Settings) -> list[str]:
+    lines = read_news_file(news_file, settings.max_message_bytes, settings.time_window)
+    return sorted({entry.item.id for entry in lines if isinstance(entry, ReplayLine)})
 
 
 def _reset(engine: Engine) -> None:

@@ -23,15 +23,19 @@ Definitions (the contract every reader of `timesteps` relies on):
   version starts its own decay history (it never continues another model's state); a bucket row
   holds one version, the last writer's, so run one model version at a time.
 
-Idempotence: `update_timesteps` recomputes every bucket from the earliest one a batch touched to
-the newest, from the stored scores and the stored state just before it. A replayed batch
-therefore rewrites identical values, and a late article (older than stored buckets) recomputes
-its bucket and every later one, exactly as a single pass over all articles would.
+Idempotence: `update_timesteps` recomputes, from the stored scores and the stored state just
+before them, every bucket an article of the batch can change: from the article's bucket to its
+influence horizon, `INFLUENCE_HALF_LIVES` half-lives plus one width later. Past that horizon an
+article's weight is under 2**-60 of the least weight a bucket's own articles carry (a stored bucket
+always has articles of its own), below float64 resolution (2**-52): the buckets there would be
+recomputed to the same values. A replayed batch therefore rewrites identical values, a late article
+costs a bounded recompute (about 2.5 days at the default 1h half-life) however old it is, and the
+results equal a single pass over all articles to float precision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -42,7 +46,7 @@ from storage.timesteps_store import (
     TimestepRow,
     decay_states_before,
     lock_entities,
-    scored_mentions_since,
+    scored_mentions_in,
     upsert_timesteps,
 )
 
@@ -51,6 +55,8 @@ _MICROS = 1_000_000
 # 2**-1000 is still a normal float; a bucket's own articles must never weigh less at its end,
 # or the decay weight underflows to 0 and the index becomes 0/0.
 _MAX_WIDTH_PER_HALF_LIFE = 1000
+INFLUENCE_HALF_LIVES = 60
+"""Half-lives after which an article no longer changes a later bucket's stored values (see above)."""
 
 
 @dataclass(frozen=True)
@@ -177,36 +183,71 @@ def compute_buckets(
     return rows
 
 
+def recompute_spans(times: Iterable[datetime], width: int, half_life_seconds: float) -> list[tuple[datetime, datetime]]:
+    """The [start, end) spans of whole buckets that articles at `times` can change, merged.
+
+    Each article changes its own bucket and every later one up to its influence horizon; nothing
+    beyond that (see the module docstring). Overlapping or touching spans merge into one, so one
+    recompute continues across them.
+    """
+    reach = timedelta(seconds=INFLUENCE_HALF_LIVES * half_life_seconds + width)
+    step = timedelta(seconds=width)
+    spans: list[tuple[datetime, datetime]] = []
+    for moment in sorted(times):
+        start = bucket_start(moment, width)
+        end = bucket_start(_capped_sum(moment, reach), width) + step
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+_LATEST_REACHABLE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+"""Spans end here at the latest: a bucket end past it would overflow datetime."""
+
+
+def _capped_sum(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return min(moment + delta, _LATEST_REACHABLE)
+    except OverflowError:
+        return _LATEST_REACHABLE
+
+
 def update_timesteps(
-    connection: Connection, touched: Mapping[str, datetime], model_version: str, config: TimestepConfig
+    connection: Connection, touched: Mapping[str, Iterable[datetime]], model_version: str, config: TimestepConfig
 ) -> int:
-    """Recompute every bucket from the earliest touched one onwards, per entity and width.
+    """Recompute every bucket the batch's articles can change, per entity and width.
 
-    `touched` maps each entity of the batch to the earliest published_at among the batch's
-    articles about it. Runs inside the caller's transaction, after the batch's articles, mentions
-    and scores were written; locks all touched entities first (in one shared order), so
-    concurrent workers serialise per entity. Returns the number of bucket rows inserted or changed.
+    `touched` maps each entity of the batch to the event times of the batch's articles about it.
+    Runs inside the caller's transaction, after the batch's articles, mentions and scores were
+    written; locks all touched entities first (in one shared order), so concurrent workers
+    serialise per entity. Returns the number of bucket rows inserted or changed.
 
-    Cost: each call re-reads the entity's articles from the start of its earliest touched bucket
-    of the widest width (the current hour for a live stream), and a late article re-reads
-    everything after it; that is the price of results that equal a single clean pass.
+    Cost: a live article re-reads its entity's articles from the start of its bucket on (the
+    current bucket, for a live stream); a late one re-reads up to its influence horizon only.
     """
     if not touched:
         return 0
-    for entity, moment in touched.items():
-        if moment.utcoffset() is None:
-            raise ValueError(f"touched time of {entity!r} ({moment!r}) has no time zone")
-    lock_entities(connection, touched)
-    starts = {(entity, width): bucket_start(moment, width) for entity, moment in touched.items() for width in config.widths}
-    earliest = {entity: min(starts[entity, width] for width in config.widths) for entity in touched}
-    found = scored_mentions_since(connection, earliest, model_version)
-    states = decay_states_before(connection, starts, model_version)
+    times = {entity: list(moments) for entity, moments in touched.items()}
+    for entity, moments in times.items():
+        for moment in moments:
+            if moment.utcoffset() is None:
+                raise ValueError(f"touched time of {entity!r} ({moment!r}) has no time zone")
+    lock_entities(connection, times)
+    spans = [
+        (entity, width, start, end)
+        for entity, moments in sorted(times.items())
+        for width in config.widths
+        for start, end in recompute_spans(moments, width, config.half_life_seconds)
+    ]
+    found = scored_mentions_in(connection, [(entity, start, end) for entity, _, start, end in spans], model_version)
+    states = decay_states_before(connection, [(entity, width, start) for entity, width, start, _ in spans], model_version)
     rows: list[TimestepRow] = []
-    for (entity, width), start in sorted(starts.items()):
-        mentions = [ScoredMention(*row) for row in found[entity] if row[0] >= start]
-        state = states.get((entity, width))
+    for (entity, width, start, _end), mentions in zip(spans, found, strict=True):
+        state = states.get((entity, width, start))
         rows += compute_buckets(
-            mentions,
+            [ScoredMention(*row) for row in mentions],
             width,
             config.half_life_seconds,
             DecayState(*state) if state else None,

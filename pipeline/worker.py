@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, ProgrammingError
 
 from consumers.batch_consumer import BatchConsumer, BatchReport, RetryPolicy, SinkUnavailable
-from consumers.dead_letter import DeadLetterPublisher
+from consumers.dead_letter import DeadLetterPublisher, producer_max_request_size
 from consumers.kafka_clients import create_consumer, create_producer, ensure_topics
 from consumers.schema import NewsItem
 from pipeline.config import Settings
@@ -28,7 +28,15 @@ from pipeline.kafka_settings import kafka_options
 from storage.migrate import ensure_schema
 from pipeline.scoring.scorer import ArticleScore, Scorer
 from pipeline.timesteps import TimestepConfig, update_timesteps
-from storage.writes import ArticleRecord, ScoreRecord, scored_article_ids, write_articles, write_scores
+from storage.writes import (
+    ArticleRecord,
+    ScoreRecord,
+    first_per_id,
+    scored_article_ids,
+    stored_articles,
+    write_articles,
+    write_scores,
+)
 
 if TYPE_CHECKING:
     from pipeline.metrics import Metrics, WorkerMetrics
@@ -72,19 +80,24 @@ class ArticleSink:
         self._since_taken = SinkStats()
 
     def __call__(self, items: Sequence[NewsItem]) -> None:
-        records = [self.record_of(item) for item in items]
+        records = first_per_id([self.record_of(item) for item in items])
         version = self._scorer.version
         try:
             with self._engine.connect() as connection:
-                already_scored = scored_article_ids(connection, [r.id for r in records], version)
-            to_score = list({item.id: item for item in items if item.id not in already_scored}.values())
+                ids = [record.id for record in records]
+                already_scored = scored_article_ids(connection, ids, version)
+                stored = stored_articles(connection, ids)
+            # First write wins (storage.writes): an id already stored is scored and bucketed as stored.
+            records = [stored.get(record.id, record) for record in records]
+            to_score = [record for record in records if record.id not in already_scored]
+            touched = [record for record in records if record.id not in stored or record.id not in already_scored]
             started = time.perf_counter()
-            scores = self._scorer.score_items(to_score)
+            scores = self._scorer.score_texts([record.text for record in to_score])
             scored_at = time.perf_counter()
             with self._engine.begin() as connection:
                 write_articles(connection, records)
-                write_scores(connection, [_score_record(item, score, version) for item, score in zip(to_score, scores, strict=True)])
-                timestep_rows = update_timesteps(connection, _earliest_per_entity(records), version, self._timesteps)
+                write_scores(connection, [_score_record(record.id, score, version) for record, score in zip(to_score, scores, strict=True)])
+                timestep_rows = update_timesteps(connection, _times_per_entity(touched), version, self._timesteps)
             self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)
             self._since_taken = self._since_taken.plus(self.stats)
         except _INFRASTRUCTURE_ERRORS as error:
@@ -142,16 +155,17 @@ class Worker:
         self.sink = ArticleSink(
             self._database.engine, matcher, scorer, TimestepConfig(settings.bucket_widths, settings.emotion_half_life)
         )
-        self._producer = create_producer(options)
+        self._producer = create_producer(options, max_request_size=producer_max_request_size(settings.dead_letter_max_bytes))
         consumer = create_consumer(options, settings.consumer_group, max_poll_records=settings.batch_size)
         self._consumer = BatchConsumer(
             consumer,
             settings.topic_news,
             self.sink,
-            DeadLetterPublisher(self._producer, settings.topic_dead_letter),
+            DeadLetterPublisher(self._producer, settings.topic_dead_letter, max_letter_bytes=settings.dead_letter_max_bytes),
             batch_size=settings.batch_size,
             max_wait_ms=settings.batch_max_wait_ms,
             max_message_bytes=settings.max_message_bytes,
+            time_window=settings.time_window,
             retry=self._retry,
             stop=self.stop,
             on_batch=self._log_batch,
@@ -228,19 +242,17 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _score_record(item: NewsItem, score: ArticleScore, version: str) -> ScoreRecord:
-    return ScoreRecord(item.id, version, score.p_negative, score.p_neutral, score.p_positive, score.label, score.chunks)
+def _score_record(article_id: str, score: ArticleScore, version: str) -> ScoreRecord:
+    return ScoreRecord(article_id, version, score.p_negative, score.p_neutral, score.p_positive, score.label, score.chunks)
 
 
-def _earliest_per_entity(records: Sequence[ArticleRecord]) -> dict[str, datetime]:
-    """Entity -> earliest event time in the batch: timesteps are recomputed from that bucket on."""
-    earliest: dict[str, datetime] = {}
+def _times_per_entity(records: Sequence[ArticleRecord]) -> dict[str, list[datetime]]:
+    """Entity -> event times of the batch's articles about it: the buckets to recompute."""
+    times: dict[str, list[datetime]] = {}
     for record in records:
         for mention in record.entities:
-            current = earliest.get(mention.entity)
-            if current is None or record.published_at < current:
-                earliest[mention.entity] = record.published_at
-    return earliest
+            times.setdefault(mention.entity, []).append(record.published_at)
+    return times
 
 
 def _first_line(error: BaseException) -> str:

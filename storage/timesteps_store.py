@@ -15,7 +15,7 @@ committed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -83,44 +83,51 @@ def lock_entities(connection: Connection, entities: Iterable[str]) -> None:
         connection.execute(_LOCK, {"namespace": TIMESTEP_LOCK_NAMESPACE, "keys": keys})
 
 
-def scored_mentions_since(
-    connection: Connection, since: Mapping[str, datetime], model_version: str
-) -> dict[str, list[ScoredRow]]:
-    """Per entity, its articles published at or after its `since` that have a `model_version` score.
+def scored_mentions_in(
+    connection: Connection, ranges: Sequence[tuple[str, datetime, datetime]], model_version: str
+) -> list[list[ScoredRow]]:
+    """For each (entity, since, until) range: the entity's articles published in [since, until)
+    that have a `model_version` score, in the order of `ranges`.
 
     One query for the whole batch (a round trip per entity cost more than the arithmetic, see
     bench/timesteps.py). Each list is ordered by (published_at, article_id), so the same data
     always gives the same float sums.
     """
-    wanted = _unnest(entity=(list(since), Text()), since=(list(since.values()), DateTime(timezone=True)))
+    wanted = _unnest(
+        position=(list(range(len(ranges))), Integer()),
+        entity=([entity for entity, _, _ in ranges], Text()),
+        since=([since for _, since, _ in ranges], DateTime(timezone=True)),
+        until=([until for _, _, until in ranges], DateTime(timezone=True)),
+    )
     statement = (
-        select(ArticleEntity.entity, ArticleEntity.published_at, ArticleScore.p_negative, ArticleScore.p_neutral,
+        select(wanted.c.position, ArticleEntity.published_at, ArticleScore.p_negative, ArticleScore.p_neutral,
                ArticleScore.p_positive)
         .select_from(wanted)
-        .join(ArticleEntity, and_(ArticleEntity.entity == wanted.c.entity, ArticleEntity.published_at >= wanted.c.since))
+        .join(ArticleEntity, and_(ArticleEntity.entity == wanted.c.entity, ArticleEntity.published_at >= wanted.c.since,
+                                  ArticleEntity.published_at < wanted.c.until))
         .join(ArticleScore, and_(ArticleScore.article_id == ArticleEntity.article_id,
                                  ArticleScore.model_version == model_version))
-        .order_by(ArticleEntity.entity, ArticleEntity.published_at, ArticleEntity.article_id)
+        .order_by(wanted.c.position, ArticleEntity.published_at, ArticleEntity.article_id)
     )
-    found: dict[str, list[ScoredRow]] = {entity: [] for entity in since}
-    for entity, published_at, p_negative, p_neutral, p_positive in connection.execute(statement):
-        found[entity].append((published_at, p_negative, p_neutral, p_positive))
+    found: list[list[ScoredRow]] = [[] for _ in ranges]
+    for position, published_at, p_negative, p_neutral, p_positive in connection.execute(statement):
+        found[position].append((published_at, p_negative, p_neutral, p_positive))
     return found
 
 
 def decay_states_before(
-    connection: Connection, starts: Mapping[tuple[str, int], datetime], model_version: str
-) -> dict[tuple[str, int], DecayRow]:
-    """For each (entity, width): the decay state of its latest stored bucket starting before the given start.
+    connection: Connection, starts: Sequence[tuple[str, int, datetime]], model_version: str
+) -> dict[tuple[str, int, datetime], DecayRow]:
+    """For each (entity, width, start): the decay state of its latest stored bucket starting before `start`.
 
     Keys without an earlier bucket are absent. Only buckets of `model_version` qualify: a series is
     fed by one model's scores, so a new model version starts its own decay history instead of
     continuing another model's.
     """
     wanted = _unnest(
-        entity=([entity for entity, _ in starts], Text()),
-        width=([width for _, width in starts], Integer()),
-        start=(list(starts.values()), DateTime(timezone=True)),
+        entity=([entity for entity, _, _ in starts], Text()),
+        width=([width for _, width, _ in starts], Integer()),
+        start=([start for _, _, start in starts], DateTime(timezone=True)),
     )
     latest = (
         select(Timestep.bucket_start, Timestep.decay_sum, Timestep.decay_weight)
@@ -134,10 +141,10 @@ def decay_states_before(
         .limit(1)
         .lateral("latest")
     )
-    statement = select(wanted.c.entity, wanted.c.width, latest).select_from(wanted).join(latest, true())
+    statement = select(wanted.c.entity, wanted.c.width, wanted.c.start, latest).select_from(wanted).join(latest, true())
     return {
-        (entity, width): (bucket_start + timedelta(seconds=width), decay_sum, decay_weight)
-        for entity, width, bucket_start, decay_sum, decay_weight in connection.execute(statement)
+        (entity, width, start): (bucket_start + timedelta(seconds=width), decay_sum, decay_weight)
+        for entity, width, start, bucket_start, decay_sum, decay_weight in connection.execute(statement)
     }
 
 

@@ -1,5 +1,10 @@
 """Idempotent batch writes. Every insert is ON CONFLICT DO NOTHING on the natural key, so a batch
 written twice (replay, crash before the offset commit, rebalance) leaves the tables as written once.
+
+Same id, different content: the first write wins for the whole article. Its text, time, source,
+entity mentions and score stay as first stored; a later message with that id (in the same batch
+or any later one) changes nothing. Mentions are inserted only with the article row they belong
+to, in the same transaction, so an article never gains another message's entities.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class ArticleRecord:
     lang: str | None
     entities: tuple[EntityMention, ...]
 
+    @property
+    def text(self) -> str:
+        """Headline and body as one text, the unit the model scores (as `NewsItem.text`)."""
+        return "\n".join(part for part in (self.headline, self.body) if part)
+
 
 @dataclass(frozen=True)
 class WriteCounts:
@@ -42,11 +52,11 @@ class WriteCounts:
 
 
 def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> WriteCounts:
-    """Insert articles and their entity mentions inside the caller's transaction."""
-    unique = list({record.id: record for record in records}.values())
+    """Insert articles and their entity mentions inside the caller's transaction (first write wins)."""
+    unique = first_per_id(records)
     if not unique:
         return WriteCounts(0, 0, 0)
-    articles_new = insert_ignoring_duplicates(
+    inserted = inserted_keys(
         connection,
         Article.__table__,
         {
@@ -59,7 +69,13 @@ def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> 
             "lang": [r.lang for r in unique],
         },
     )
-    mentions = [(record, mention) for record in unique for mention in {m.entity: m for m in record.entities}.values()]
+    new_ids = {key[0] for key in inserted}
+    mentions = [
+        (record, mention)
+        for record in unique
+        if record.id in new_ids
+        for mention in {m.entity: m for m in record.entities}.values()
+    ]
     mentions_new = insert_ignoring_duplicates(
         connection,
         ArticleEntity.__table__,
@@ -70,25 +86,60 @@ def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> 
             "published_at": [record.published_at for record, _ in mentions],
         },
     )
-    return WriteCounts(articles_new, len(unique) - articles_new, mentions_new)
+    return WriteCounts(len(new_ids), len(unique) - len(new_ids), mentions_new)
+
+
+def first_per_id(records: Sequence[ArticleRecord]) -> list[ArticleRecord]:
+    """One record per article id, the first one seen (first write wins within a batch too)."""
+    unique: dict[str, ArticleRecord] = {}
+    for record in records:
+        unique.setdefault(record.id, record)
+    return list(unique.values())
+
+
+def stored_articles(connection: Connection, article_ids: Sequence[str]) -> dict[str, ArticleRecord]:
+    """The articles of these ids that are already stored, as stored (text, time and mentions)."""
+    if not article_ids:
+        return {}
+    rows = connection.execute(select(Article).where(Article.id.in_(list(article_ids)))).all()
+    mentions: dict[str, list[EntityMention]] = {}
+    found = [row.id for row in rows]
+    if found:
+        statement = select(ArticleEntity.article_id, ArticleEntity.entity, ArticleEntity.matched_by).where(
+            ArticleEntity.article_id.in_(found)
+        )
+        for article_id, entity, matched_by in connection.execute(statement):
+            mentions.setdefault(article_id, []).append(EntityMention(entity, matched_by))
+    return {
+        row.id: ArticleRecord(
+            row.id, row.published_at, row.headline, row.body, row.source, row.url, row.lang,
+            tuple(sorted(mentions.get(row.id, []), key=lambda mention: mention.entity)),
+        )
+        for row in rows
+    }
 
 
 def insert_ignoring_duplicates(connection: Connection, table: Table, columns: dict[str, list[Any]]) -> int:
-    """INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING; returns the number of new rows.
+    """INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING; returns the number of new rows."""
+    return len(inserted_keys(connection, table, columns))
+
+
+def inserted_keys(connection: Connection, table: Table, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    """INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING; returns the primary keys inserted.
 
     One array parameter per column keeps the statement short and identical for every batch size;
     a multi-row VALUES list with thousands of placeholders costs psycopg a Python-side parse on
     every batch (measured: about a quarter of the worker's time, see bench/ingest.py).
     """
     if not next(iter(columns.values()), None):
-        return 0
+        return []
     statement = (
         insert(table)
         .from_select(list(columns), unnest_rows(table, columns))
         .on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
         .returning(*table.primary_key.columns)
     )
-    return len(connection.execute(statement).all())
+    return [tuple(row) for row in connection.execute(statement).all()]
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.alert_store import store_transitions
@@ -14,7 +14,7 @@ from pipeline.alerting.backtest import run_backtest
 from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule, evidence_reader
 from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy, advance
 from pipeline.alerting.rules import DetectionRules, detect
-from storage.models import Alert, AlertEvent, Delivery, DetectionProgress
+from storage.models import Alert, AlertEvent, Article, Delivery, DetectionProgress
 from storage.queries import timesteps_window
 from tests.alert_history import MARKET, WIDTH, bucket, write_history
 
@@ -50,6 +50,22 @@ def test_one_pass_raises_one_spike_with_evidence_and_queues_its_deliveries(engin
         assert session.scalar(select(DetectionProgress.evaluated_through)) == bucket(198)
     again = detection(engine, bucket(200)).run()
     assert again.stored.transitions == {} and again.judged == {}
+
+
+def test_a_burst_after_an_article_dated_9999_still_alerts(engine: Engine) -> None:
+    """An article from the far future (stored before validation refused such times) must not move
+    the watermark past the wall clock: quiet passes never mark unjudged buckets as done."""
+    write_history(engine, ["PFE", "AAPL"], 120, burst_entity="PFE", burst_at=100)
+    with engine.begin() as connection:
+        connection.execute(insert(Article), [{"id": "far-future", "published_at": datetime(9999, 12, 31, tzinfo=timezone.utc),
+                                              "headline": "from the future", "body": "", "source": "t", "url": None,
+                                              "lang": "en", "ingested_at": bucket(10)}])
+    fired = 0
+    for now in (bucket(90), bucket(150), bucket(200)):  # idle passes: the wall clock closes buckets
+        report = detection(engine, now).run()
+        assert report.watermark == now, "the watermark never runs ahead of the wall clock"
+        fired += report.stored.transitions.get("fired", 0)
+    assert fired == 1
 
 
 def test_bucket_by_bucket_passes_equal_one_pass_and_the_backtest(engine: Engine) -> None:

@@ -72,10 +72,10 @@ def write_stories(engine: Engine, stories: Sequence[Story], model: str = MODEL) 
         ScoreRecord(story.id, model, *story.probabilities, LABELS[story.probabilities.index(max(story.probabilities))], 1)
         for story in stories
     ]
-    touched: dict[str, datetime] = {}
+    touched: dict[str, list[datetime]] = {}
     for story in stories:
         for entity in (story.entity, "MARKET"):
-            touched[entity] = min(touched.get(entity, story.published_at), story.published_at)
+            touched.setdefault(entity, []).append(story.published_at)
     with engine.begin() as connection:
         write_articles(connection, records)
         write_scores(connection, scores)

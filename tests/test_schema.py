@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumers.schema import MAX_HEADLINE_CHARS, MAX_TICKERS, NewsItem, RejectedMessage, derive_id, parse_news
+from consumers.schema import MAX_HEADLINE_CHARS, MAX_TICKERS, NewsItem, RejectedMessage, TimeWindow, derive_id, parse_news
 
 PUBLISHED = "2024-05-01T13:30:00Z"
 
@@ -145,6 +145,19 @@ REJECTIONS: list[tuple[str, bytes | None, str, str]] = [
     ("NUL in headline", field_error(headline="a\x00b"), "bad_encoding", "headline"),
     ("NUL in body", field_error(body="a\x00b"), "bad_encoding", "body"),
     ("id number", field_error(id=12), "wrong_type", "id"),
+    ("integer over the int-parsing limit", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "x", "n": ' + b"9" * 5000 + b"}",
+     "not_json", "digits"),
+    ("lone surrogate, no id", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "a\\ud800b"}', "bad_encoding", "surrogate"),
+    ("lone surrogate in the body", field_error(body="\udfff"), "bad_encoding", "body"),
+    ("year 1 once in UTC", field_error(published_at="0001-01-01T00:30:00+01:00"), "bad_timestamp", "outside"),
+    ("year 9999 once in UTC", field_error(published_at="9999-12-31T23:30:00-01:00"), "bad_timestamp", "outside"),
+    ("far future", field_error(published_at="9999-01-01T00:00:00Z"), "bad_timestamp", "ahead of the wall clock"),
+    ("placeholder epoch date", field_error(published_at="1970-01-01T00:00:00Z"), "bad_timestamp", "placeholder"),
+    ("duplicate key", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "a", "headline": "b"}', "duplicate_key", "headline"),
+    ("NaN literal", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "a", "x": NaN}', "not_json", "NaN"),
+    ("Infinity literal", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "a", "x": -Infinity}', "not_json", "Infinity"),
+    ("deep nesting", b'{"published_at": "2024-05-01T13:30:00Z", "headline": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "not_json", "deeply"),
 ]
 
 
@@ -161,6 +174,21 @@ def test_oversized_rejected_against_configured_limit() -> None:
     result = parse_news(value, max_message_bytes=64)
     assert result == RejectedMessage("oversized", f"message is {len(value)} bytes, over the limit of 64")
     assert isinstance(parse_news(value, max_message_bytes=len(value)), NewsItem)
+
+
+def test_a_utf8_byte_order_mark_is_ignored() -> None:
+    assert parse_news(b"\xef\xbb\xbf" + field_error()) == parse_news(field_error())
+
+
+def test_the_time_window_follows_the_clock_and_the_settings() -> None:
+    now = datetime(2026, 3, 2, 14, 30, tzinfo=timezone.utc)
+    window = TimeWindow(timedelta(minutes=5), datetime(2000, 1, 1, tzinfo=timezone.utc), clock=lambda: now)
+    assert isinstance(parse_news(field_error(published_at="2026-03-02T14:34:59Z"), time_window=window), NewsItem)
+    late = parse_news(field_error(published_at="2026-03-02T14:35:01Z"), time_window=window)
+    assert isinstance(late, RejectedMessage) and late.kind == "bad_timestamp" and "FINSENT_MAX_FUTURE_SKEW" in late.reason
+    early = parse_news(field_error(published_at="1999-12-31T23:59:59Z"), time_window=window)
+    assert isinstance(early, RejectedMessage) and "FINSENT_EARLIEST_PUBLISHED_AT" in early.reason
+    assert isinstance(parse_news(field_error(published_at="2000-01-01T00:00:00Z"), time_window=window), NewsItem)
 
 
 def test_derived_id_ignores_surrounding_whitespace_of_the_headline() -> None:

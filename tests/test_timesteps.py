@@ -8,7 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.timesteps import DecayState, ScoredMention, TimestepConfig, bucket_start, compute_buckets
+from pipeline.timesteps import (
+    INFLUENCE_HALF_LIVES,
+    DecayState,
+    ScoredMention,
+    TimestepConfig,
+    bucket_start,
+    compute_buckets,
+    recompute_spans,
+)
 from storage.timesteps_store import TimestepRow
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
@@ -160,3 +168,16 @@ def test_config_defaults_and_checks() -> None:
         TimestepConfig(half_life_seconds=0)
     with pytest.raises(ValueError, match="underflow"):
         TimestepConfig(widths=(86400,), half_life_seconds=1)
+
+
+def test_recompute_spans_reach_the_influence_horizon_and_merge() -> None:
+    half_life = 3600.0
+    live = datetime(2026, 3, 2, 14, 7, tzinfo=timezone.utc)
+    late = live - timedelta(days=30)
+    reach = timedelta(seconds=INFLUENCE_HALF_LIVES * half_life + 300)
+    spans = recompute_spans([live, late, live + timedelta(minutes=1)], 300, half_life)
+    assert spans == [
+        (bucket_start(late, 300), bucket_start(late + reach, 300) + timedelta(seconds=300)),
+        (bucket_start(live, 300), bucket_start(live + timedelta(minutes=1) + reach, 300) + timedelta(seconds=300)),
+    ]
+    assert recompute_spans([datetime(9998, 12, 31, tzinfo=timezone.utc)], 3600, half_life)[0][1].year == 9999

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from pipeline.timesteps import TimestepConfig, update_timesteps
+from pipeline.timesteps import INFLUENCE_HALF_LIVES, TimestepConfig, update_timesteps
 from storage.queries import timestep_series
 from storage.writes import ArticleRecord, EntityMention, write_articles
 
@@ -61,11 +61,11 @@ def write_scored(connection: Connection, articles: Sequence[Scored]) -> None:
         ), scores)
 
 
-def touched_by(articles: Iterable[Scored]) -> dict[str, datetime]:
-    touched: dict[str, datetime] = {}
+def touched_by(articles: Iterable[Scored]) -> dict[str, list[datetime]]:
+    touched: dict[str, list[datetime]] = {}
     for article in articles:
         for entity in article.entities:
-            touched[entity] = min(touched.get(entity, article.published_at), article.published_at)
+            touched.setdefault(entity, []).append(article.published_at)
     return touched
 
 
@@ -138,7 +138,7 @@ def assert_matches_pandas(engine: Engine) -> None:
     )
 
 
-def update(engine: Engine, touched: dict[str, datetime]) -> int:
+def update(engine: Engine, touched: dict[str, list[datetime]]) -> int:
     with engine.begin() as connection:
         return update_timesteps(connection, touched, MODEL, CONFIG)
 
@@ -168,11 +168,35 @@ def test_running_the_update_again_changes_nothing(engine: Engine) -> None:
     before = snapshot(engine)
     assert update(engine, touched_by(articles)) == 0
     assert update(engine, {}) == 0
-    assert update(engine, {entity: T0 - timedelta(days=1) for entity in touched_by(articles)}) == 0
+    assert update(engine, {entity: [T0 - timedelta(days=1)] for entity in touched_by(articles)}) == 0
     assert snapshot(engine) == before
     with engine.connect() as connection:
         after_updated = connection.execute(sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM timesteps")).scalar_one()
     assert after_updated == before_updated, "unchanged buckets are not rewritten"
+
+
+def test_a_late_article_recomputes_only_up_to_its_influence_horizon(engine: Engine) -> None:
+    articles = random_articles(seed=5, count=400, start=T0, hours=96, prefix="a")
+    articles.sort(key=lambda a: a.published_at)
+    for first in range(0, len(articles), 50):
+        with engine.begin() as connection:
+            write_scored(connection, articles[first:first + 50])
+            update_timesteps(connection, touched_by(articles[first:first + 50]), MODEL, CONFIG)
+    with engine.connect() as connection:
+        before = dict(connection.execute(sa.text(
+            "SELECT entity || width_seconds || bucket_start, updated_at FROM timesteps")).all())
+    late = Scored("late", T0 + timedelta(hours=2, minutes=7), ("AAPL", "MARKET"), {MODEL: (0.9, 0.05, 0.05)})
+    with engine.begin() as connection:
+        write_scored(connection, [late])
+        assert update_timesteps(connection, touched_by([late]), MODEL, CONFIG) > 0
+    horizon = late.published_at + timedelta(seconds=INFLUENCE_HALF_LIVES * CONFIG.half_life_seconds + 3600)
+    with engine.connect() as connection:
+        after = connection.execute(sa.text(
+            "SELECT entity || width_seconds || bucket_start, bucket_start, updated_at FROM timesteps")).all()
+    changed = [start for key, start, updated in after if before.get(key) != updated]
+    assert changed and all(late.published_at - timedelta(hours=1) <= start < horizon for start in changed)
+    assert any(start >= horizon for _, start, _ in after), "the stream goes on past the horizon"
+    assert_matches_pandas(engine)
 
 
 def test_a_late_article_gives_the_same_table_as_one_pass_from_scratch(engine: Engine) -> None:

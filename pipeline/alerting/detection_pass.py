@@ -4,6 +4,8 @@ A bucket is closed once the watermark has passed its end by the allowed lateness
 is event time: the newest article's published_at (capped at the wall clock), so a replay of
 yesterday's news is judged bucket by bucket just like live news; when nothing has been ingested
 for `idle_close`, the wall clock takes over so the last buckets of a quiet stream still close.
+The watermark never runs ahead of the wall clock, whatever time an article claims: one article
+dated 9999 (stored before validation refused such times) must not mark the future as judged.
 
 The whole pass is one transaction under a transaction-level advisory lock: two passes (two
 scheduler replicas, or a pass and `finsent backtest --write`) run one after the other, the
@@ -84,7 +86,7 @@ def closing_watermark(newest_event: datetime | None, newest_ingest: datetime | N
     if newest_event is None or newest_ingest is None:
         return None
     if now - newest_ingest >= idle_close:
-        return max(newest_event, now)
+        return now
     return min(newest_event, now)
 
 
@@ -115,7 +117,7 @@ class DetectionPass:
             session.execute(select(func.pg_advisory_xact_lock(PASS_LOCK_KEY)))
             newest_event, newest_ingest = ingest_watermark(session.connection())
             if close_all and newest_event is not None:
-                report.watermark = newest_event
+                report.watermark = min(newest_event, now)
             else:
                 report.watermark = closing_watermark(newest_event, newest_ingest, now, self._schedule.idle_close)
             if report.watermark is not None:
