@@ -142,6 +142,8 @@ class DeadLetterPublisher:
         failures = self._send(letters, with_value=True)
         refused = [letter for letter in letters if _is_permanent(failures.get(letter.letter_id))]
         if refused:
+            for letter in refused:
+                del failures[letter.letter_id]
             failures.update(self._send(refused, with_value=False))
         unsent: list[DeadLetter] = []
         for letter in letters:
