@@ -6,17 +6,22 @@ production points FINSENT_KAFKA_BOOTSTRAP at a real Kafka.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 # Tansu reads these from the environment and they would override the command line.
 _TANSU_ENVIRONMENT_OVERRIDES = ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID")
+_PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedBrokerError(Exception):
@@ -40,6 +45,29 @@ def tansu_binary() -> Path:
         raise EmbeddedBrokerError(f"no Tansu binary usable on this platform: {error}") from error
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the child killed when its parent dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG).
+
+    The broker keeps everything in memory, so nothing is lost; without this, a parent killed with SIGKILL leaves it
+    running, in its own session. The signal comes when the thread that started the child ends: start it from the
+    main thread or from a thread that lives as long as the broker. None (no-op) where prctl is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, kill = os.getpid(), int(signal.SIGKILL)
+
+    def set_parent_death_signal() -> None:  # runs in the child between fork and exec: no locks, no imports
+        prctl(_PR_SET_PDEATHSIG, kill)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
 class EmbeddedBroker:
     """A Tansu broker on a free loopback port; `bootstrap` is its host:port."""
 
@@ -52,12 +80,23 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 10.0) -> str:
         environment = {k: v for k, v in os.environ.items() if k not in _TANSU_ENVIRONMENT_OVERRIDES}
         url = f"tcp://{self.bootstrap}"
-        output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        output = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
         self._process = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
-            env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env=environment, stdout=output or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
+        if output is not None:
+            output.close()  # the child has its own copy
+        try:
+            return self._wait_until_listening(timeout_s)
+        except BaseException:
+            self.stop()  # failed or interrupted (Ctrl-C, SIGTERM) while starting: leave no broker behind
+            raise
+
+    def _wait_until_listening(self, timeout_s: float) -> str:
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -68,7 +107,6 @@ class EmbeddedBroker:
                     return self.bootstrap
             except OSError:
                 time.sleep(0.02)
-        self.stop()
         raise EmbeddedBrokerError(f"embedded broker did not open port {self.port} within {timeout_s}s")
 
     def stop(self) -> None:
