@@ -200,4 +200,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.interruption import run_interruptible
+
+    sys.exit(run_interruptible(main, "bench/alerts.py"))  # SIGTERM as Ctrl-C: the embedded PostgreSQL is stopped

@@ -660,4 +660,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.interruption import run_interruptible
+
+    sys.exit(run_interruptible(main, "bench/ingest.py"))  # SIGTERM as Ctrl-C: the embedded servers it started are stopped

@@ -144,4 +144,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.interruption import run_interruptible
+
+    sys.exit(run_interruptible(main, "bench/timesteps.py"))  # SIGTERM as Ctrl-C: the embedded PostgreSQL is stopped

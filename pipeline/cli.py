@@ -15,6 +15,7 @@ from pipeline.alerting.commands import add_alert_commands
 from pipeline.cli_values import fraction, positive_float, positive_int
 from pipeline.config import SETTING_SPECS, Settings
 from pipeline.errors import UserError
+from pipeline.interruption import interrupted_exit, terminate_as_interrupt
 from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
 from pipeline.plot_command import add_plot_command
@@ -23,7 +24,6 @@ from pipeline.scoring.training_config import TrainingConfig
 from storage.migrate import SchemaOutdated
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 _USER_ERRORS = (UserError, BrokerUnavailable, ReplayFileError, SchemaOutdated, EmbeddedBrokerError)
 
 
@@ -34,15 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        settings = Settings.load()
-        configure_logging(settings.log_level)
-        return int(arguments.handler(settings, arguments) or 0)
+        with terminate_as_interrupt():
+            settings = Settings.load()
+            configure_logging(settings.log_level)
+            return int(arguments.handler(settings, arguments) or 0)
     except _USER_ERRORS as error:
         print(f"finsent: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("finsent: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        code, word = interrupted_exit(interruption)
+        print(f"finsent: {word}", file=sys.stderr)
+        return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,7 +126,7 @@ def _run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:
     from pipeline.metrics import Metrics
     from pipeline.worker import Worker, stop_on_signals
 
-    metrics = Metrics(settings.metrics_port)
+    metrics = Metrics(settings.metrics_port, settings.metrics_host)
     worker = Worker(settings, metrics=metrics)
     stop_on_signals(worker.stop)
     metrics.serve()  # first: a taken port fails at once, not after the model has loaded
@@ -245,13 +247,11 @@ def _evaluate(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _show_config(settings: Settings, _arguments: argparse.Namespace) -> int:
+    """Every setting with its value; secrets show as <secret>, URLs with their credentials hidden."""
     for spec in SETTING_SPECS:
-        value = getattr(settings, spec.field)
-        if spec.field == "database_url" and value:
-            from storage.engine import redacted
-
-            value = redacted(value)
-        print(f"{spec.env_name}={value if value is not None else ''}\n    {spec.help} (default: {spec.default or 'empty'})")
+        secret = " (secret)" if spec.secret else ""
+        print(f"{spec.env_name}={spec.shown(getattr(settings, spec.field))}\n"
+              f"    {spec.help}{secret} (default: {spec.default or 'empty'})")
     return 0
 
 

@@ -21,6 +21,13 @@ import platformdirs
 
 from consumers.schema import TimeWindow
 from pipeline.errors import ConfigError
+from pipeline.redaction import (
+    SECRET_MASK,
+    Secret,
+    redacted_database_url,
+    redacted_secret_url,
+    redacted_webhook_url,
+)
 
 if TYPE_CHECKING:
     from pipeline.alerting.routing import AlertRoute
@@ -211,6 +218,13 @@ def _utc_moment(text: str) -> datetime:
         raise ValueError("expected a time between the years 1 and 9999 in UTC") from None
 
 
+def _bind_host(text: str) -> str:
+    value = text.strip()
+    if not re.match(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9.-]+)$", value):
+        raise ValueError("expected an address to listen on such as 127.0.0.1 (this host only), 0.0.0.0 (every interface) or ::")
+    return value.strip("[]")
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -224,10 +238,21 @@ class SettingSpec:
     default: str
     parse: Callable[[str], Any]
     help: str
+    secret: bool = False
+    """A credential or a value carrying one: Settings holds it as a Secret, and no listing, error or log shows it."""
+    redact: Callable[[str], str] | None = None
+    """How a set value may be shown with its credentials hidden (a URL); without it a secret shows as <secret>."""
 
     @property
     def env_name(self) -> str:
         return ENV_PREFIX + self.field.upper()
+
+    def shown(self, value: Any) -> str:
+        """The value as `finsent config`, error messages and reprs may print it: secrets never in clear."""
+        text = value.reveal() if isinstance(value, Secret) else "" if value is None else str(value)
+        if not text or not (self.secret or self.redact):
+            return text
+        return self.redact(text) if self.redact else SECRET_MASK
 
 
 def _default_data_dir() -> str:
@@ -250,7 +275,8 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("dead_letter_max_bytes", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)"),
     SettingSpec("max_future_skew", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)"),
     SettingSpec("earliest_published_at", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives"),
-    SettingSpec("database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir"),
+    SettingSpec("database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
+                secret=True, redact=redacted_database_url),
     SettingSpec("database_connect_timeout_ms", "30000", _positive_int, "how long to wait for PostgreSQL at start before giving up"),
     SettingSpec("data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
     SettingSpec("model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
@@ -264,6 +290,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
     SettingSpec("log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     SettingSpec("metrics_port", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none"),
+    SettingSpec("metrics_host", "127.0.0.1", _bind_host, "address the /metrics endpoint listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 for scrapers and health checks on other hosts (containers)"),
     # detection (finsent scheduler, finsent backtest)
     SettingSpec("alert_interval", "60s", parse_duration_seconds, "how often the scheduler runs a detection pass"),
     SettingSpec("alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
@@ -285,15 +312,19 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("buzz_min_articles", "8", _positive_int, "negative buzz: least articles in the bucket"),
     SettingSpec("buzz_max_sentiment", "-0.2", _fraction_or_less, "negative buzz: mean sentiment (p_pos - p_neg) must be at most this"),
     # delivery (the outbox)
+    SettingSpec("silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
     SettingSpec("alert_routes", "", _alert_routes, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert)"),
-    SettingSpec("alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off"),
-    SettingSpec("alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header"),
-    SettingSpec("alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off"),
+    SettingSpec("alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off",
+                redact=redacted_webhook_url),
+    SettingSpec("alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
+                secret=True),
+    SettingSpec("alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off",
+                secret=True, redact=redacted_secret_url),
     SettingSpec("alert_smtp_host", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off"),
     SettingSpec("alert_smtp_port", "587", _positive_int, "SMTP port"),
     SettingSpec("alert_smtp_starttls", "true", _boolean, "upgrade the SMTP connection with STARTTLS"),
     SettingSpec("alert_smtp_user", "", _optional_text, "SMTP login user; empty skips login"),
-    SettingSpec("alert_smtp_password", "", _optional_text, "SMTP login password"),
+    SettingSpec("alert_smtp_password", "", _optional_text, "SMTP login password", secret=True),
     SettingSpec("alert_email_from", "finsent@localhost", _non_empty, "sender address of alert e-mails"),
     SettingSpec("alert_email_to", "", _email_list, "recipients of alert e-mails, comma-separated"),
     SettingSpec("alert_kafka", "true", _boolean, "publish alerts as JSON on the alerts topic"),
@@ -321,7 +352,7 @@ class Settings:
     dead_letter_max_bytes: int
     max_future_skew: int
     earliest_published_at: datetime
-    database_url: str
+    database_url: Secret
     database_connect_timeout_ms: int
     data_dir: Path
     model_path: Path | None
@@ -335,6 +366,7 @@ class Settings:
     market_entity: str
     log_level: str
     metrics_port: int | None
+    metrics_host: str
     alert_interval: int
     alert_widths: tuple[int, ...]
     alert_lateness: int
@@ -354,15 +386,16 @@ class Settings:
     buzz_ratio: float
     buzz_min_articles: int
     buzz_max_sentiment: float
+    silence_max: int
     alert_routes: tuple[AlertRoute, ...]
     alert_webhook_url: str
-    alert_webhook_secret: str
-    alert_slack_webhook_url: str
+    alert_webhook_secret: Secret
+    alert_slack_webhook_url: Secret
     alert_smtp_host: str
     alert_smtp_port: int
     alert_smtp_starttls: bool
     alert_smtp_user: str
-    alert_smtp_password: str
+    alert_smtp_password: Secret
     alert_email_from: str
     alert_email_to: tuple[str, ...]
     alert_kafka: bool
@@ -393,9 +426,10 @@ class Settings:
             if spec.field == "data_dir" and not text:
                 text = _default_data_dir()
             try:
-                values[spec.field] = spec.parse(text)
+                value = spec.parse(text)
             except ValueError as error:
-                raise ConfigError(f"{origin}={text!r} is invalid: {error}") from None
+                raise ConfigError(f"{origin}={spec.shown(text)!r} is invalid: {error}") from None
+            values[spec.field] = Secret(value) if spec.secret else value
         settings = cls(**values)
         settings._check_consistency()
         return settings
@@ -412,6 +446,15 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        """Every field, secrets as <secret> and URLs with their credentials hidden: safe to log."""
+        shown = (
+            f"{spec.field}={spec.shown(getattr(self, spec.field))!r}" if spec.secret or spec.redact
+            else f"{spec.field}={getattr(self, spec.field)!r}"
+            for spec in SETTING_SPECS
+        )
+        return f"Settings({', '.join(shown)})"
 
     def _check_consistency(self) -> None:
         if self.kafka_heartbeat_interval_ms * 3 > self.kafka_session_timeout_ms:

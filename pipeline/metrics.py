@@ -132,11 +132,16 @@ class SchedulerMetrics:
             counters[outcome].labels(channel=channel).inc(count)
 
 
-class Metrics:
-    """One process's registry, and its HTTP endpoint when `port` is given (FINSENT_METRICS_PORT)."""
+DEFAULT_HOST = "127.0.0.1"
 
-    def __init__(self, port: int | None = None) -> None:
+
+class Metrics:
+    """One process's registry, and its HTTP endpoint on `host` when `port` is given
+    (FINSENT_METRICS_HOST, FINSENT_METRICS_PORT)."""
+
+    def __init__(self, port: int | None = None, host: str = DEFAULT_HOST) -> None:
         self.port = port
+        self.host = host
         self.registry = CollectorRegistry()
         build = Gauge("build_info", "The running finsent (value 1)", ["version"], namespace=NAMESPACE, registry=self.registry)
         build.labels(version=_finsent_version()).set(1)
@@ -151,22 +156,33 @@ class Metrics:
         return SchedulerMetrics(self.registry)
 
     def serve(self) -> None:
-        """Answer GET /metrics on every interface at the port from a daemon thread that ends with the
-        process (nothing without a port); UserError when the port is taken, so the CLI prints one
-        line instead of a traceback."""
+        """Answer GET /metrics at host:port from a daemon thread that ends with the process (nothing
+        without a port). The host is loopback unless FINSENT_METRICS_HOST opens it wider: the
+        endpoint has no authentication. UserError when the address cannot be had, so the CLI prints
+        one line instead of a traceback."""
         port = self.port
         if port is None or self._server is not None:
             return
         try:
-            self._server, _thread = start_http_server(port, registry=self.registry)
+            self._server, _thread = start_http_server(port, addr=self.host, registry=self.registry)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise UserError(
-                    f"FINSENT_METRICS_PORT={port}: the port is already in use (another finsent process on this host?); "
-                    "choose a free port or leave the variable empty"
+                    f"FINSENT_METRICS_PORT={port}: the port is already in use on {self.host} (another finsent process "
+                    "on this host?); choose a free port or leave the variable empty"
                 ) from None
-            raise UserError(f"FINSENT_METRICS_PORT={port}: cannot open the metrics endpoint: {error.strerror or error}") from None
-        log.info("metrics_endpoint", extra={"kv": {"port": port, "path": "/metrics"}})
+            raise UserError(
+                f"FINSENT_METRICS_HOST={self.host} FINSENT_METRICS_PORT={port}: cannot open the metrics endpoint: "
+                f"{error.strerror or error}; use an address of this host (127.0.0.1, 0.0.0.0) and a free port"
+            ) from None
+        log.info("metrics_endpoint", extra={"kv": {"host": self.host, "port": port, "path": "/metrics"}})
+
+    def close(self) -> None:
+        """Stop answering and free the port (a process that ends needs not: the thread is a daemon)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 def _finsent_version() -> str:

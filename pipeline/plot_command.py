@@ -2,12 +2,19 @@
 
 Choosing what to draw lives here (window, width, entities); reading goes through storage.queries
 and drawing through pipeline.plotting. The demo calls `write_plot` on its own engine.
+
+A window taken from the stored data spans only the times news can carry (the worker's
+FINSENT_EARLIEST_PUBLISHED_AT and FINSENT_MAX_FUTURE_SKEW): one article stored as dated 0001 or 9999,
+before those checks or with them loosened, must not stretch the plot over millennia. Every window is
+capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel cannot show apart anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,13 +23,16 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
+from consumers.schema import TimeWindow
 from pipeline.cli_values import moment_option, positive_int, stored_width
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
-from pipeline.tabular import width_label
+from pipeline.tabular import clock_text, width_label
 from storage.queries import alerts_frame, entity_activity, timestep_series
 
 DEFAULT_TOP = 6
+MAX_PLOT_BUCKETS = 20_000
+"""Most buckets one plot draws: 17 per pixel of a panel already, and over a minute of drawing."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,26 @@ class PlotRequest:
     end: datetime | None = None
     entities: tuple[str, ...] = ()
     top: int = DEFAULT_TOP
+    news_times: TimeWindow = TimeWindow()
+    """When news can be dated: an open bound of the window comes from the stored buckets inside it."""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Stored buckets outside the times news can carry, which a window from the stored data skipped."""
+
+    buckets: int
+    low: datetime
+    high: datetime
+    earliest: datetime | None
+    latest: datetime | None
+
+    def note(self, width_seconds: int) -> str:
+        where = [f"the earliest at {_minute(self.earliest)}" if self.earliest is not None else "",
+                 f"the latest at {_minute(self.latest)}" if self.latest is not None else ""]
+        return (f"note: left out {self.buckets} stored {width_label(width_seconds)} bucket{'s' if self.buckets != 1 else ''} "
+                f"dated outside {_minute(self.low)} to {_minute(self.high)} ({', '.join(w for w in where if w)}): no news is "
+                "dated there (see FINSENT_EARLIEST_PUBLISHED_AT, FINSENT_MAX_FUTURE_SKEW); --from and --to can still draw them")
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,7 @@ class PlotSummary:
     alerts: int
     start: datetime
     end: datetime
+    left_out: LeftOut | None = None
 
 
 def add_plot_command(commands: Any) -> None:
@@ -82,6 +113,7 @@ def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
         end=end,
         entities=tuple(dict.fromkeys(entity.strip().upper() for entity in arguments.entity)),
         top=arguments.top,
+        news_times=settings.time_window,
     )
     check_writable(arguments.out)
     database = open_database(settings)
@@ -92,7 +124,9 @@ def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
     finally:
         database.close()
     print(f"wrote {summary.out}: {len(summary.entities)} entities ({', '.join(summary.entities)}), {summary.alerts} alerts, "
-          f"{summary.start:%Y-%m-%d %H:%M} to {summary.end:%Y-%m-%d %H:%M} UTC")
+          f"{clock_text(summary.start)} to {clock_text(summary.end)} UTC")
+    if summary.left_out is not None:
+        print(summary.left_out.note(request.width_seconds), file=sys.stderr)
     return 0
 
 
@@ -103,7 +137,12 @@ def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotReques
     with engine.connect() as connection:
         present, _ = data_clock(connection)
     end = present + timedelta(microseconds=1)
-    return replace(request, start=end - timedelta(seconds=seconds), end=end)
+    earliest = request.news_times.earliest
+    try:
+        start = max(end - timedelta(seconds=seconds), earliest)
+    except OverflowError:
+        start = earliest
+    return replace(request, start=min(start, present), end=end)
 
 
 def plot_width(text: str | None, settings: Settings) -> int:
@@ -126,11 +165,12 @@ def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
     """Read the series and alerts for `request` and write the PNG; UserError when there is nothing to draw."""
     from pipeline.plotting import EntityPanel, render_png  # matplotlib loads only when a plot is drawn
 
-    start, end = _window(engine, request)
+    start, end, left_out = _window(engine, request)
+    _check_bucket_count(start, end, request.width_seconds)
     activity = entity_activity(engine, request.width_seconds, start, end)
     if activity.empty:
         raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
-                        f"{_minute(end)}{_stored_span(engine, request.width_seconds)}")
+                        f"{_minute(end)}{_stored_span(engine, request.width_seconds, *_news_span(request.news_times))}")
     alerts = alerts_frame(engine, since=start)
     alerts = alerts[alerts["bucket_start"] < pd.Timestamp(end)]
     entities = _chosen_entities(request, activity, alerts)
@@ -140,23 +180,61 @@ def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
         render_png(panels, alerts, request.width_seconds, start, end, out)
     except OSError as error:
         raise UserError(f"cannot write {out}: {error.strerror or error}; choose another file") from None
-    return PlotSummary(out, tuple(entities), len(alerts), start, end)
+    return PlotSummary(out, tuple(entities), len(alerts), start, end, left_out)
 
 
-def _window(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime]:
-    """The requested window; open bounds become the first and last stored bucket of the width."""
+def _window(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime, LeftOut | None]:
+    """The requested window; open bounds become the first and last stored bucket of the width that
+    news can be dated in, and the buckets outside that span are reported as left out."""
     if request.start is not None and request.end is not None:
-        return request.start, request.end
-    stored = entity_activity(engine, request.width_seconds)
-    if stored.empty:
+        return request.start, request.end, None
+    low, high = _news_span(request.news_times)
+    low = low if request.start is None else min(low, request.start)
+    high = high if request.end is None else max(high, request.end)
+    stored = entity_activity(engine, request.width_seconds, low, high)
+    everything = entity_activity(engine, request.width_seconds)
+    if everything.empty:
         raise UserError(f"no {width_label(request.width_seconds)} timesteps in the database: run `finsent worker` "
                         "(or `finsent demo`) to score some news first")
+    if stored.empty:
+        first = everything["first_bucket_start"].min().to_pydatetime()
+        last = _bucket_end(everything["last_bucket_start"].max().to_pydatetime(), request.width_seconds)
+        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(low)} and {_minute(high)}, "
+                        f"when news can be dated: the stored ones span {_minute(first)} to {_minute(last)}; "
+                        "plot them with --from and --to")
     start = request.start or stored["first_bucket_start"].min().to_pydatetime()
     end = request.end or stored["last_bucket_start"].max().to_pydatetime() + timedelta(seconds=request.width_seconds)
     if end <= start:
         raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
-                        f"{_minute(end)}{_stored_span(engine, request.width_seconds)}")
-    return start, end
+                        f"{_minute(end)}{_stored_span(engine, request.width_seconds, low, high)}")
+    return start, end, _left_out(stored, everything, low, high)
+
+
+def _news_span(times: TimeWindow) -> tuple[datetime, datetime]:
+    """[low, high): when news can be dated, by the rule the worker applies to every message."""
+    try:
+        return times.earliest, times.clock() + times.max_future_skew
+    except OverflowError:
+        return times.earliest, datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _left_out(stored: pd.DataFrame, everything: pd.DataFrame, low: datetime, high: datetime) -> LeftOut | None:
+    """What `everything` (all stored buckets) holds beyond `stored` (those in [low, high)), if anything."""
+    buckets = int(everything["buckets"].sum() - stored["buckets"].sum())
+    if buckets == 0:
+        return None
+    first = everything["first_bucket_start"].min().to_pydatetime()
+    last = everything["last_bucket_start"].max().to_pydatetime()
+    return LeftOut(buckets, low, high, first if first < low else None, last if last >= high else None)
+
+
+def _check_bucket_count(start: datetime, end: datetime, width_seconds: int) -> None:
+    buckets = math.ceil((end - start).total_seconds() / width_seconds)
+    if buckets > MAX_PLOT_BUCKETS:
+        raise UserError(
+            f"{_minute(start)} to {_minute(end)} is {buckets:,} {width_label(width_seconds)} buckets, more than one plot "
+            f"draws ({MAX_PLOT_BUCKETS:,}): choose a shorter window (--since, --from/--to) or a wider --width"
+        )
 
 
 def _chosen_entities(request: PlotRequest, activity: pd.DataFrame, alerts: pd.DataFrame) -> list[str]:
@@ -176,14 +254,25 @@ def _chosen_entities(request: PlotRequest, activity: pd.DataFrame, alerts: pd.Da
     return order[: request.top]
 
 
-def _stored_span(engine: Engine, width_seconds: int) -> str:
-    stored = entity_activity(engine, width_seconds)
+def _stored_span(engine: Engine, width_seconds: int, low: datetime, high: datetime) -> str:
+    """Where the stored buckets dated when news can be lie, as a hint after 'nothing in this window'."""
+    stored = entity_activity(engine, width_seconds, low, high)
     if stored.empty:
         return "; the database holds none: score some news first (`finsent worker` or `finsent demo`)"
-    first = stored["first_bucket_start"].min()
-    last = stored["last_bucket_start"].max() + pd.Timedelta(seconds=width_seconds)
-    return f"; the stored data spans {_minute(first)} to {_minute(last)} (omit --since/--from/--to to plot all of it)"
+    first = stored["first_bucket_start"].min().to_pydatetime()
+    last = stored["last_bucket_start"].max().to_pydatetime()
+    return (f"; the stored data spans {_minute(first)} to {_minute(_bucket_end(last, width_seconds))} "
+            "(omit --since/--from/--to to plot all of it)")
 
 
-def _minute(moment: datetime) -> str:
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
+def _bucket_end(start: datetime, width_seconds: int) -> datetime:
+    try:
+        return start + timedelta(seconds=width_seconds)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _minute(moment: datetime | pd.Timestamp) -> str:
+    """ISO 8601 to the minute in UTC, four-digit years included (strftime writes year 1 as '1')."""
+    moment = moment.to_pydatetime() if isinstance(moment, pd.Timestamp) else moment
+    return moment.astimezone(timezone.utc).isoformat(timespec="minutes").replace("+00:00", "Z")

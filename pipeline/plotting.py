@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from pipeline.tabular import width_label
+from pipeline.tabular import clock_text, width_label
 
 DPI = 100
 FIGURE_WIDTH_PX = 1200
@@ -72,7 +72,7 @@ def render_png(
     axes[-1].set_xlabel("event time (UTC)")
     figure.suptitle(
         f"finsent: sentiment per {width_label(width_seconds)} bucket, "
-        f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
+        f"{clock_text(start)} to {clock_text(end)} UTC",
         fontsize=12,
     )
     figure.legend(handles=_legend_handles(alerts), loc="outside lower center", ncol=7, fontsize=8, frameon=False)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_redaction import CLEAR_TEXTS, SECRET_SETTINGS
+
 
 def run_finsent(*arguments: str, environment: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("FINSENT_")}
@@ -82,3 +84,37 @@ def test_config_lists_every_setting() -> None:
     assert result.returncode == 0, result.stderr
     assert "FINSENT_BATCH_SIZE=64" in result.stdout
     assert "FINSENT_KAFKA_BOOTSTRAP=localhost:9092" in result.stdout
+
+
+def test_config_never_prints_a_secret() -> None:
+    result = run_finsent("config", environment=SECRET_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout + result.stderr
+    assert not [text for text in CLEAR_TEXTS if text in printed], printed
+    for line in (
+        "FINSENT_DATABASE_URL=postgresql://finsent:***@db.example:5432/finsent?sslmode=require&password=***",
+        "FINSENT_ALERT_WEBHOOK_URL=https://***@hooks.example/alerts?token=***&team=***",
+        "FINSENT_ALERT_WEBHOOK_SECRET=<secret>",
+        "FINSENT_ALERT_SLACK_WEBHOOK_URL=https://hooks.slack.com/***",
+        "FINSENT_ALERT_SMTP_PASSWORD=<secret>",
+        "FINSENT_ALERT_SMTP_USER=mailer",
+    ):
+        assert f"\n{line}\n" in result.stdout, line
+    assert "SMTP login password (secret) (default: empty)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("FINSENT_DATABASE_URL", "mysql://user:db-pass-1@host/db", "'mysql://user:***@host/db'"),
+        ("FINSENT_DATABASE_URL", "user:db-pass-1@host/db", "'<secret>'"),
+        ("FINSENT_ALERT_WEBHOOK_URL", "ftp://hook-user:hook-pass-3@hooks.example/a?token=hook-token-4",
+         "'ftp://***@hooks.example/a?token=***'"),
+        ("FINSENT_ALERT_SLACK_WEBHOOK_URL", "hooks.slack.com/services/T000/B000/slack-token-6", "'<secret>'"),
+        ("FINSENT_ALERT_SLACK_WEBHOOK_URL", "ftp://hooks.slack.com/services/T000/B000/slack-token-6", "'ftp://hooks.slack.com/***'"),
+    ],
+)
+def test_an_invalid_secret_setting_is_named_without_its_secret(variable: str, value: str, shown: str) -> None:
+    result = run_finsent("config", environment={variable: value})
+    assert_one_clear_line(result, f"{variable}={shown} is invalid: expected")
+    assert not [text for text in CLEAR_TEXTS if text in result.stdout + result.stderr], result.stderr

@@ -16,7 +16,7 @@ def test_defaults_from_empty_environment() -> None:
     assert (settings.topic_news, settings.topic_dead_letter, settings.topic_alerts) == ("news", "news.dlq", "alerts")
     assert settings.batch_size == 256
     assert settings.bucket_widths == (300, 3600)
-    assert settings.database_url == ""
+    assert settings.database_url.reveal() == ""
     assert isinstance(settings.data_dir, Path) and str(settings.data_dir)
     assert settings.model_path is None and settings.entities_file is None
     assert settings.log_level == "INFO"

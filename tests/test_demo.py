@@ -26,6 +26,7 @@ from matplotlib.image import imread
 
 from pipeline.demo import DEMO_PICTURE, sample_news_file
 from pipeline.plotting import FIGURE_WIDTH_PX, HEADER_HEIGHT_PX, PANEL_HEIGHT_PX
+from storage.embedded import url_of_running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -166,13 +167,15 @@ def replay_percent(stderr: str) -> int:
 
 
 def stored_articles(pgdata: Path) -> int | None:
-    """Count through the running server's socket (read from postmaster.pid) without joining its handle list,
+    """Count through the running server's socket and password without joining its handle list,
     so the demo stays the server's only user and stops it itself."""
+    url = url_of_running_server(pgdata.parent)
+    if url is None:
+        return None
     try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        with psycopg.connect(host=lines[4], port=int(lines[3]), dbname="finsent", user="postgres", connect_timeout=5) as connection:
+        with psycopg.connect(url, connect_timeout=5) as connection:
             return int(connection.execute("SELECT count(*) FROM articles").fetchone()[0])  # type: ignore[index]
-    except (OSError, IndexError, ValueError, psycopg.Error):
+    except psycopg.Error:
         return None
 
 

@@ -222,7 +222,7 @@ def test_finsent_reaches_the_compose_kafka_and_postgres() -> None:
     for name in FINSENT_SERVICES:
         settings = Settings.load(container_environment(name))
         assert set(settings.kafka_bootstrap.split(",")) <= advertised, f"{name}: bootstrap is not an advertised listener"
-        url = urlsplit(settings.database_url)
+        url = urlsplit(settings.database_url.reveal())
         assert (url.hostname, url.port, url.path.lstrip("/")) == ("postgres", 5432, postgres["POSTGRES_DB"])
         assert (url.username, url.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
 
@@ -237,6 +237,15 @@ def test_every_finsent_variable_is_a_setting_and_every_service_loads() -> None:
         assert not unknown, f"the TORCH={torch} image sets unknown {sorted(unknown)}"
     for name in LONG_RUNNING:
         assert Settings.load(container_environment(name)).metrics_port is not None, f"{name}: its healthcheck needs FINSENT_METRICS_PORT"
+
+
+def test_exposed_metrics_ports_listen_on_the_compose_network() -> None:
+    """finsent binds /metrics to loopback by default; a service that exposes the port for Prometheus
+    on the compose network must open it to every interface, and only such a service."""
+    for name in FINSENT_SERVICES:
+        settings = Settings.load(container_environment(name))
+        exposed = str(settings.metrics_port) in {str(port) for port in service(name).get("expose", [])}
+        assert (settings.metrics_host == "0.0.0.0") == exposed, f"{name}: FINSENT_METRICS_HOST={settings.metrics_host}"
 
 
 def test_finsent_environment_is_shared_and_interpolations_have_defaults() -> None:

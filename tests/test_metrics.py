@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.metrics import Metrics
 from pipeline.timesteps import bucket_start
 from storage.models import Alert, AlertEvent
 from tests.alert_history import WIDTH, write_history
@@ -81,6 +82,45 @@ def test_metrics_port_must_be_a_tcp_port(text: str) -> None:
 def test_metrics_port_is_off_by_default_and_read_when_set() -> None:
     assert Settings.load({}).metrics_port is None
     assert Settings.load({"FINSENT_METRICS_PORT": " 9108 "}).metrics_port == 9108
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_endpoint_listens_on_loopback_only_by_default() -> None:
+    """127.0.0.2 is this host too, but not the address bound: only a wildcard bind would answer it."""
+    settings = Settings.load({"FINSENT_METRICS_PORT": str(free_port())})
+    assert settings.metrics_host == "127.0.0.1"
+    metrics = Metrics(settings.metrics_port, settings.metrics_host)
+    metrics.serve()
+    try:
+        assert settings.metrics_port is not None
+        assert any(name == "finsent_build_info" for name, _ in scrape(settings.metrics_port))
+        assert not accepts_connections("127.0.0.2", settings.metrics_port), "the endpoint answers beyond 127.0.0.1"
+    finally:
+        metrics.close()
+
+
+def test_metrics_host_opens_the_endpoint_to_every_interface() -> None:
+    settings = Settings.load({"FINSENT_METRICS_PORT": str(free_port()), "FINSENT_METRICS_HOST": "0.0.0.0"})
+    metrics = Metrics(settings.metrics_port, settings.metrics_host)
+    metrics.serve()
+    try:
+        assert settings.metrics_port is not None and accepts_connections("127.0.0.2", settings.metrics_port)
+    finally:
+        metrics.close()
+
+
+@pytest.mark.parametrize("text", ["", "http://0.0.0.0", "127.0.0.1:9108", "two words"])
+def test_metrics_host_must_be_an_address(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.load({"FINSENT_METRICS_HOST": text})
+    assert f"FINSENT_METRICS_HOST={text!r}" in str(raised.value) and "127.0.0.1" in str(raised.value)
 
 
 @pytest.mark.parametrize("command", ["worker", "scheduler"])

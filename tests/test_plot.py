@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from sqlalchemy import Engine, insert
 
 from pipeline.cli import main
 from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
-from storage.models import Alert
-from tests.alert_history import WIDTH, bucket, write_history
+from storage.models import Alert, Timestep
+from storage.writes import ArticleRecord, EntityMention, write_articles
+from tests.alert_history import MODEL, WIDTH, bucket, write_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -98,6 +100,10 @@ def test_plot_since_is_the_last_span_of_news_not_of_wall_clock(
         (["--entity", "NOPE"], "no timesteps for NOPE in the window; entities with data there: "),
         (["--out", "{tmp}/missing/plot.png"], "the directory {tmp}/missing does not exist"),
         (["--out", "{tmp}"], "--out {tmp} is a directory"),
+        (["--from", "0001-01-01", "--to", "9999-12-31"],
+         "0001-01-01T00:00Z to 9999-12-31T00:00Z is 1,051,792,704 5m buckets, more than one plot draws (20,000): "
+         "choose a shorter window (--since, --from/--to) or a wider --width"),
+        (["--since", "99999999d"], "1980-01-01T00:00Z to 2026-03-02T04:55Z is "),
     ],
 )
 def test_plot_mistakes_are_one_line_errors(
@@ -120,3 +126,47 @@ def test_plot_on_an_empty_database_says_to_score_news_first(
     assert main(["plot", "--out", str(tmp_path / "plot.png")]) == 2
     assert "finsent: error: no 5m timesteps in the database: run `finsent worker`" in capsys.readouterr().err
     assert not (tmp_path / "plot.png").exists()
+
+
+def store_article_dated(engine: Engine, moment: datetime) -> None:
+    """An article about PFE dated `moment` and the bucket the worker derives from it."""
+    with engine.begin() as connection:
+        write_articles(connection, [ArticleRecord("odd-date", moment, "PFE odd date", "", "wire", None, "en",
+                                                  (EntityMention("PFE", "tickers"),))])
+        connection.execute(insert(Timestep), [{
+            "entity": "PFE", "width_seconds": WIDTH, "bucket_start": moment, "model_version": MODEL, "article_count": 1,
+            "mean_p_negative": 0.8, "mean_p_neutral": 0.1, "mean_p_positive": 0.1, "negative_share": 1.0,
+            "mean_sentiment": -0.7, "emotion_index": -0.7, "decay_sum": -0.7, "decay_weight": 1.0,
+        }])
+
+
+@pytest.mark.parametrize(("moment", "named"), [
+    (datetime(9999, 12, 31, 23, 55, tzinfo=timezone.utc), "the latest at 9999-12-31T23:55Z"),
+    (datetime(1, 1, 1, tzinfo=timezone.utc), "the earliest at 0001-01-01T00:00Z"),
+])
+def test_plot_leaves_out_a_bucket_dated_where_no_news_can_be(
+    history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], moment: datetime, named: str
+) -> None:
+    """One article stored as dated 9999 or 0001 (before the worker checked dates) must not stretch
+    the default window over millennia (an OverflowError or a grid of billions of buckets)."""
+    store_article_dated(history, moment)
+    out = tmp_path / "plot.png"
+    code = main(["plot", "--out", str(out), "--top", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2026-03-02 00:00 to 2026-03-02 05:00 UTC" in captured.out
+    note = captured.err.strip().splitlines()[-1]
+    assert note.startswith("note: left out 1 stored 5m bucket dated outside 1980-01-01T00:00Z to ") and named in note
+    assert read_png(out).shape == (figure_pixels(2)[1], figure_pixels(2)[0], 4)
+
+
+def test_plot_draws_the_last_day_of_the_calendar_when_asked(
+    history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_article_dated(history, datetime(9999, 12, 31, 23, 55, tzinfo=timezone.utc))
+    out = tmp_path / "far.png"
+    code = main(["plot", "--entity", "PFE", "--from", "9999-12-31T12:00Z", "--to", "9999-12-31T23:59Z", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "1 entities (PFE), 0 alerts, 9999-12-31 12:00 to 9999-12-31 23:59 UTC" in captured.out
+    assert read_png(out).shape == (figure_pixels(1)[1], figure_pixels(1)[0], 4)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from consumers.batch_consumer import RetryPolicy
 from consumers.schema import parse_news
 from pipeline.config import Settings
+from pipeline.redaction import Secret
 from pipeline.worker import Worker
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
@@ -125,7 +126,7 @@ def test_database_outage_commits_nothing_dead_letters_nothing_and_recovers(
 ) -> None:
     url = own_postgres.start()
     engine = make_engine(url)
-    worker = Worker(settings.replace(database_url=url), retry=RetryPolicy(initial_delay_s=0.2, max_delay_s=1.0))
+    worker = Worker(settings.replace(database_url=Secret(url)), retry=RetryPolicy(initial_delay_s=0.2, max_delay_s=1.0))
     worker.start()
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from pipeline.cli_values import parse_moment
 from pipeline.config import SETTING_SPECS, Settings, parse_duration_seconds
 from pipeline.errors import UserError
+from pipeline.safe_text import escape_controls
 from pipeline.tabular import FORMATS, emit_frame, width_label
 
 RULE_SETTINGS = (
@@ -21,6 +22,7 @@ RULE_SETTINGS = (
     "spike_z", "spike_min_rise", "spike_min_articles", "trend_buckets", "trend_drop", "trend_min_articles", "buzz_z",
     "buzz_ratio", "buzz_min_articles", "buzz_max_sentiment",
 )
+_LISTED_ENTITIES = 20
 
 
 def add_alert_commands(commands: Any) -> None:
@@ -56,8 +58,11 @@ def add_alert_commands(commands: Any) -> None:
     ack.set_defaults(handler=acknowledge)
 
     silence = commands.add_parser("silence", help="record but do not notify alerts of an entity for a while")
-    silence.add_argument("entity", metavar="ENTITY", help="entity or glob, e.g. PFE or BANK*")
-    silence.add_argument("--for", dest="duration", type=_duration, required=True, help="how long, e.g. 2h")
+    silence.add_argument("entity", metavar="ENTITY", nargs="?",
+                         help="entity or glob, e.g. PFE or BANK* (a glob matching every entity, such as *, needs --all)")
+    silence.add_argument("--all", action="store_true", help="silence every entity")
+    silence.add_argument("--for", dest="duration", type=_duration, required=True,
+                         help="how long, e.g. 2h; at most FINSENT_SILENCE_MAX (default 30d)")
     silence.add_argument("--reason", default="", help="why, for the record")
     silence.set_defaults(handler=add_silence)
 
@@ -72,7 +77,7 @@ def run_scheduler(settings: Settings, arguments: argparse.Namespace) -> int:
     from storage.migrate import ensure_schema
 
     # --once (cron) serves no endpoint: it would clash with a long-running scheduler's port.
-    metrics = Metrics(None if arguments.once else settings.metrics_port)
+    metrics = Metrics(None if arguments.once else settings.metrics_port, settings.metrics_host)
     metrics.serve()
     database = open_database(settings)
     try:
@@ -144,7 +149,7 @@ def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
         if arguments.since:
             with database.engine.connect() as connection:
                 present, _ = data_clock(connection)
-            since = present - timedelta(seconds=arguments.since)
+            since = _span_before(present, arguments.since)
         frame = alerts_frame(database.engine, arguments.entity, since, arguments.state)
     finally:
         database.close()
@@ -181,15 +186,64 @@ def add_silence(settings: Settings, arguments: argparse.Namespace) -> int:
     from pipeline.database import open_database
     from storage.models import Silence
 
-    ends_at = datetime.now(timezone.utc) + timedelta(seconds=arguments.duration)
+    glob = _silence_glob(arguments.entity, arguments.all)
+    if arguments.duration > settings.silence_max:
+        raise UserError(
+            f"--for {width_label(arguments.duration)} is longer than FINSENT_SILENCE_MAX={width_label(settings.silence_max)}: "
+            "silence for at most that long (and renew it if need be), or raise FINSENT_SILENCE_MAX"
+        )
+    try:
+        ends_at = datetime.now(timezone.utc) + timedelta(seconds=arguments.duration)
+    except OverflowError:
+        raise UserError(f"--for {width_label(arguments.duration)} ends after the year 9999: silence for less "
+                        f"(and lower FINSENT_SILENCE_MAX={width_label(settings.silence_max)})") from None
     database = open_database(settings)
     try:
         with Session(database.engine) as session, session.begin():
-            session.add(Silence(entity_glob=arguments.entity.upper(), ends_at=ends_at, reason=arguments.reason))
+            session.add(Silence(entity_glob=glob, ends_at=ends_at, reason=arguments.reason))
+            matched = _known_entities_matching(session, glob)
     finally:
         database.close()
-    print(f"silenced {arguments.entity.upper()} until {ends_at.isoformat(timespec='seconds')}: alerts are recorded, not sent")
+    what = f"every entity ({escape_controls(glob)})" if arguments.all else escape_controls(glob)
+    print(f"silenced {what} until {ends_at.isoformat(timespec='seconds')}: alerts are recorded, not sent")
+    print(_matched_line(matched))
     return 0
+
+
+def _matches_every_entity(glob: str) -> bool:
+    """`*`, `**`, `?*`, `*?*`: globs that fnmatch matches against every name (no entity name is empty)."""
+    return "*" in glob and glob.replace("*", "") in ("", "?")
+
+
+def _silence_glob(entity: str | None, everything: bool) -> str:
+    """The glob to store: ENTITY upper-cased, or `*` for --all; a glob that silences everything needs --all."""
+    glob = (entity or "").strip().upper()
+    if everything:
+        if glob and not _matches_every_entity(glob):
+            raise UserError(f"--all silences every entity; drop {glob!r} or drop --all to silence {glob!r} only")
+        return glob or "*"
+    if not glob:
+        raise UserError("name the entity or glob to silence (e.g. PFE or 'BANK*'), or give --all for every entity")
+    if _matches_every_entity(glob):
+        raise UserError(f"{glob!r} matches every entity and would mute all notifications: add --all if that is meant")
+    return glob
+
+
+def _known_entities_matching(session: Session, glob: str) -> list[str]:
+    """The entities of stored articles that the silence covers, by the rule the alert store applies."""
+    from pipeline.alerting.alert_store import is_silenced
+    from storage.models import ArticleEntity
+
+    entities = session.scalars(select(ArticleEntity.entity).distinct().order_by(ArticleEntity.entity))
+    return [entity for entity in entities if is_silenced(entity, [glob])]
+
+
+def _matched_line(entities: list[str]) -> str:
+    if not entities:
+        return "it matches no entity in the database yet (check the spelling; entities that appear later are silenced too)"
+    shown = ", ".join(escape_controls(entity) for entity in entities[:_LISTED_ENTITIES])
+    more = f" and {len(entities) - _LISTED_ENTITIES} more" if len(entities) > _LISTED_ENTITIES else ""
+    return f"it matches {len(entities)} known {'entity' if len(entities) == 1 else 'entities'}: {shown}{more}"
 
 
 def _with_rule_overrides(settings: Settings, arguments: argparse.Namespace) -> Settings:
@@ -202,6 +256,14 @@ def _with_rule_overrides(settings: Settings, arguments: argparse.Namespace) -> S
         except ValueError as error:
             raise UserError(f"--{field.replace('_', '-')} {text!r} is invalid: {error}") from None
     return settings.replace(**changes)
+
+
+def _span_before(moment: datetime, seconds: int) -> datetime:
+    """`seconds` before `moment`, or the first moment of the calendar when that is further back."""
+    try:
+        return moment - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _moment(text: str) -> datetime:

@@ -26,9 +26,9 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     timeout_s = float(settings.delivery_timeout)
     channels: dict[str, Channel] = {"log": LogChannel()}
     if settings.alert_webhook_url:
-        channels["webhook"] = WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret, timeout_s)
+        channels["webhook"] = WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret.reveal(), timeout_s)
     if settings.alert_slack_webhook_url:
-        channels["slack"] = SlackChannel(settings.alert_slack_webhook_url, timeout_s)
+        channels["slack"] = SlackChannel(settings.alert_slack_webhook_url.reveal(), timeout_s)
     if settings.alert_smtp_host:
         channels["email"] = EmailChannel(
             host=settings.alert_smtp_host,
@@ -37,7 +37,7 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
             recipients=settings.alert_email_to,
             starttls=settings.alert_smtp_starttls,
             user=settings.alert_smtp_user,
-            password=settings.alert_smtp_password,
+            password=settings.alert_smtp_password.reveal(),
             timeout_s=timeout_s,
         )
     if settings.alert_kafka:
