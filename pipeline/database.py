@@ -45,6 +45,20 @@ def open_database(settings: Settings) -> Database:
     return Database(engine, url, embedded)
 
 
+def open_migrated_database(settings: Settings) -> Database:
+    """`open_database`, migrated when empty (a fresh one answers with no data, not a traceback); an
+    outdated schema is one error line that names `finsent db upgrade`."""
+    from storage.migrate import ensure_schema
+
+    database = open_database(settings)
+    try:
+        ensure_schema(database.engine)
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
 def _wait_until_reachable(engine: Engine, url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     delay = 0.5

@@ -93,7 +93,7 @@ def add_plot_command(commands: Any) -> None:
 
 
 def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
-    from pipeline.database import open_database
+    from pipeline.database import open_migrated_database
 
     start, end = moment_option("--from", arguments.start), moment_option("--to", arguments.end)
     since: int | None = None
@@ -116,7 +116,7 @@ def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
         news_times=settings.time_window,
     )
     check_writable(arguments.out)
-    database = open_database(settings)
+    database = open_migrated_database(settings)
     try:
         if since is not None:
             request = _last_span(database.engine, request, since)

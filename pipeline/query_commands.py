@@ -13,18 +13,16 @@ import argparse
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 
 from pipeline.cli_values import moment_option, stored_width
 from pipeline.config import Settings, parse_duration_seconds
+from pipeline.database import open_migrated_database
 from pipeline.errors import UserError
 from pipeline.tabular import FORMATS, emit_frame, width_label
-
-if TYPE_CHECKING:
-    from pipeline.database import Database
 
 SORTS = ("active", "negative")
 TABLE_HEADLINE_CHARS = 80
@@ -90,7 +88,7 @@ def show_scores(settings: Settings, arguments: argparse.Namespace) -> int:
 
     width = _width(arguments.width, settings)
     request = _window_request(arguments)
-    database = _open_database(settings)
+    database = open_migrated_database(settings)
     try:
         entity = _known_entity(database.engine, arguments.entity, settings)
         window = _anchor(database.engine, request)
@@ -111,7 +109,7 @@ def show_entities(settings: Settings, arguments: argparse.Namespace) -> int:
 
     request = _window_request(arguments)
     limit = _limit(arguments.limit)
-    database = _open_database(settings)
+    database = open_migrated_database(settings)
     try:
         window = _anchor(database.engine, request)
         frame = entity_summary(database.engine, window.start, window.end)
@@ -141,7 +139,7 @@ def show_articles(settings: Settings, arguments: argparse.Namespace) -> int:
 
     request = _window_request(arguments)
     limit = _limit(arguments.limit)
-    database = _open_database(settings)
+    database = open_migrated_database(settings)
     try:
         entity = _known_entity(database.engine, arguments.entity, settings)
         window = _anchor(database.engine, request)
@@ -157,21 +155,6 @@ def show_articles(settings: Settings, arguments: argparse.Namespace) -> int:
         ].round({"sentiment": 3, "p_negative": 3, "p_neutral": 3, "p_positive": 3})
     emit_frame(frame, arguments.format, empty=f"no articles about {entity} in the window: widen --since")
     return 0
-
-
-def _open_database(settings: Settings) -> Database:
-    """The configured database, migrated when empty (a fresh one answers with no data, not a
-    traceback); an outdated schema is one error line that names `finsent db upgrade`."""
-    from pipeline.database import open_database
-    from storage.migrate import ensure_schema
-
-    database = open_database(settings)
-    try:
-        ensure_schema(database.engine)
-    except BaseException:
-        database.close()
-        raise
-    return database
 
 
 def _width(text: str | None, settings: Settings) -> int:

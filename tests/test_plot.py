@@ -128,6 +128,15 @@ def test_plot_on_an_empty_database_says_to_score_news_first(
     assert not (tmp_path / "plot.png").exists()
 
 
+def test_plot_on_a_database_never_migrated_is_one_line_not_a_traceback(
+    empty_database: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FINSENT_DATABASE_URL", empty_database.url.render_as_string(hide_password=False))
+    assert main(["plot", "--out", str(tmp_path / "plot.png")]) == 2
+    err = capsys.readouterr().err
+    assert "finsent: error: no 5m timesteps in the database: run `finsent worker`" in err and "Traceback" not in err
+
+
 def store_article_dated(engine: Engine, moment: datetime) -> None:
     """An article about PFE dated `moment` and the bucket the worker derives from it."""
     with engine.begin() as connection:
