@@ -145,16 +145,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _fraction_or_less(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("expected a number between -1 and 1 such as -0.2") from None
-    if not -1.0 <= value <= 1.0:
-        raise ValueError("expected a number between -1 and 1 such as -0.2")
-    return value
-
-
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -181,13 +171,6 @@ def _email_list(text: str) -> tuple[str, ...]:
         if not re.match(r"^[^@\s]+@[^@\s]+$", address):
             raise ValueError(f"{address!r} is not an e-mail address; expected addresses such as risk@example.com, comma-separated")
     return addresses
-
-
-def _spike_metric(text: str) -> str:
-    value = text.strip().lower()
-    if value not in ("negative_share", "mean_p_negative"):
-        raise ValueError("expected negative_share or mean_p_negative")
-    return value
 
 
 def _alert_routes(text: str) -> tuple[AlertRoute, ...]:
@@ -223,6 +206,13 @@ def _bind_host(text: str) -> str:
     if not re.match(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9.-]+)$", value):
         raise ValueError("expected an address to listen on such as 127.0.0.1 (this host only), 0.0.0.0 (every interface) or ::")
     return value.strip("[]")
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("expected a comma-separated list of durations such as 1h,6h,1d,3d")
+    return tuple(sorted({parse_duration_seconds(part) for part in parts}))
 
 
 def _log_level(text: str) -> str:
@@ -296,21 +286,13 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
     SettingSpec("alert_lateness", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged"),
     SettingSpec("alert_idle_close", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed"),
-    SettingSpec("alert_baseline_buckets", "48", _positive_int, "trailing buckets behind an entity's robust baseline (median and MAD)"),
-    SettingSpec("alert_min_history", "12", _positive_int, "buckets with articles an entity needs before its own baseline replaces the market prior"),
+    SettingSpec("alert_horizons", "1h,6h,1d,3d", _horizons, "windows over which an entity's adverse stories are counted, each a multiple of the judged bucket width"),
+    SettingSpec("alert_trailing", "28d", parse_duration_seconds, "trailing event-time window of an entity's expected rate of adverse stories (whole hours)"),
+    SettingSpec("alert_prior_weight", "7d", parse_duration_seconds, "days of history the market-wide prior counts as, against an entity's own history"),
+    SettingSpec("alert_false_alarms_per_year", "1", _positive_float, "alarm budget: expected false alarms per entity-year under the count model; sets the tail-probability threshold"),
+    SettingSpec("alert_min_stories", "3", _positive_float, "least distinct adverse stories within a horizon for an alert"),
     SettingSpec("alert_resolve_buckets", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert"),
     SettingSpec("alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
-    SettingSpec("spike_metric", "negative_share", _spike_metric, "negative-spike metric: negative_share or mean_p_negative"),
-    SettingSpec("spike_z", "3.5", _positive_float, "negative spike: robust z-score above the baseline"),
-    SettingSpec("spike_min_rise", "0.25", _positive_float, "negative spike: least absolute rise above the baseline"),
-    SettingSpec("spike_min_articles", "5", _positive_int, "negative spike: least articles in the bucket"),
-    SettingSpec("trend_buckets", "36", _positive_int, "negative trend: buckets the emotion index fall is measured over"),
-    SettingSpec("trend_drop", "0.2", _positive_float, "negative trend: least fall of the decayed emotion index"),
-    SettingSpec("trend_min_articles", "20", _positive_int, "negative trend: least articles over those buckets"),
-    SettingSpec("buzz_z", "4", _positive_float, "negative buzz: robust z-score of the article count above its baseline"),
-    SettingSpec("buzz_ratio", "3", _positive_float, "negative buzz: least multiple of the baseline article count"),
-    SettingSpec("buzz_min_articles", "8", _positive_int, "negative buzz: least articles in the bucket"),
-    SettingSpec("buzz_max_sentiment", "-0.2", _fraction_or_less, "negative buzz: mean sentiment (p_pos - p_neg) must be at most this"),
     # delivery (the outbox)
     SettingSpec("silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
     SettingSpec("alert_routes", "", _alert_routes, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert)"),
@@ -371,21 +353,13 @@ class Settings:
     alert_widths: tuple[int, ...]
     alert_lateness: int
     alert_idle_close: int
-    alert_baseline_buckets: int
-    alert_min_history: int
+    alert_horizons: tuple[int, ...]
+    alert_trailing: int
+    alert_prior_weight: int
+    alert_false_alarms_per_year: float
+    alert_min_stories: float
     alert_resolve_buckets: int
     alert_repeat_interval: int
-    spike_metric: str
-    spike_z: float
-    spike_min_rise: float
-    spike_min_articles: int
-    trend_buckets: int
-    trend_drop: float
-    trend_min_articles: int
-    buzz_z: float
-    buzz_ratio: float
-    buzz_min_articles: int
-    buzz_max_sentiment: float
     silence_max: int
     alert_routes: tuple[AlertRoute, ...]
     alert_webhook_url: str
@@ -476,6 +450,15 @@ class Settings:
                 f"FINSENT_ALERT_WIDTHS has {', '.join(f'{w}s' for w in missing)}, which FINSENT_BUCKET_WIDTHS "
                 f"({', '.join(f'{w}s' for w in self.bucket_widths)}) does not keep: judge only kept widths or add them"
             )
+        for width in self.judged_widths:
+            uneven = [h for h in self.alert_horizons if h % width]
+            if uneven:
+                raise ConfigError(
+                    f"FINSENT_ALERT_HORIZONS has {', '.join(f'{h}s' for h in uneven)}, not a multiple of the judged "
+                    f"bucket width {width}s: use multiples of it (e.g. 1h,6h,1d,3d)"
+                )
+        if self.alert_trailing % 3600:
+            raise ConfigError(f"FINSENT_ALERT_TRAILING={self.alert_trailing}s must be whole hours, e.g. 28d or 672h")
         if self.delivery_backoff > self.delivery_backoff_max:
             raise ConfigError(
                 f"FINSENT_DELIVERY_BACKOFF={self.delivery_backoff}s is longer than FINSENT_DELIVERY_BACKOFF_MAX="

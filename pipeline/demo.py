@@ -213,12 +213,12 @@ def _print_alerts(engine: Engine) -> None:
     print(f"\n{len(alerts)} alerts raised" + (":" if len(alerts) else " (see `finsent backtest` to tune the rules)"))
     for alert in alerts.itertuples():
         evidence = alert.evidence or {}
-        z = evidence.get("z_score")
+        first = evidence.get("first") or evidence
         print(f"  #{alert.id} {alert.entity:<6} {alert.rule:<15} {alert.severity:<8} bucket {alert.bucket_start:%H:%M}Z  "
-              f"value {alert.value:.2f} vs baseline {alert.baseline:.2f}"
-              + (f", z {z:.1f}" if z is not None else "")
-              + f", {evidence.get('article_count', '?')} articles, {alert.state}")
-        for headline in evidence.get("top_negative", [])[:2]:
+              f"{first.get('observed', alert.value):.0f} adverse stories in {first.get('horizon', '?')} where "
+              f"{first.get('expected', alert.baseline):.2f} were expected (chance {first.get('tail_probability', float('nan')):.1e})"
+              f", {alert.state}")
+        for headline in first.get("top_negative", [])[:2]:
             print(f"      {headline['p_negative']:.2f}  {headline['headline']}  [{headline['id']}]")
 
 

@@ -151,7 +151,8 @@ def show_articles(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.format == "table" and not frame.empty:
         headlines = frame["headline"].map(_shorten)
         frame = frame.assign(headline=headlines.str.ljust(int(headlines.str.len().max())))[
-            ["published_at", "label", "sentiment", "p_negative", "p_neutral", "p_positive", "source", "id", "headline"]
+            ["published_at", "label", "sentiment", "p_negative", "p_neutral", "p_positive", "risk_tags", "source", "id",
+             "headline"]
         ].round({"sentiment": 3, "p_negative": 3, "p_neutral": 3, "p_positive": 3})
     emit_frame(frame, arguments.format, empty=f"no articles about {entity} in the window: widen --since")
     return 0

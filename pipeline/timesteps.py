@@ -10,6 +10,13 @@ Definitions (the contract every reader of `timesteps` relies on):
   `mean_p_positive` (means of the articles' probabilities); `negative_share`, the share of
   articles whose top label is negative (argmax of the three probabilities, ties going to the
   earlier of negative, neutral, positive); `mean_sentiment`, the mean of p_positive - p_negative.
+- Stories, what alerting counts: `story_count`, the bucket's distinct stories, and
+  `adverse_count`, those that are adverse (top label negative, or tagged with a risk event:
+  risk_score >= 0.6, pipeline/scoring/risk_events.py). An article weighs 0 when the entity had
+  a copy of its story (same story key, pipeline/stories.py) in the day before it, else 1/n when
+  n of the entity's articles came from one source at one instant (a feed dumping old headlines
+  with one timestamp counts as one story). `risk_count`: the same over articles whose risk-event
+  match names the event (risk_score 1).
 - Decayed running emotion index, the seed's Score_t = f(x_1..x_t): for bucket t with end
   E_t = bucket_start + width, every article i of the entity with published_at < E_t (all its
   history, not only the bucket) weighs w_i = 2 ** (-(E_t - published_at_i) / half_life_seconds);
@@ -42,7 +49,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy import Connection
 
+from pipeline.scoring.risk_events import NAMES_THE_EVENT, TAG_THRESHOLD
 from storage.timesteps_store import (
+    STORY_MEMORY,
     TimestepRow,
     decay_states_before,
     lock_entities,
@@ -89,12 +98,15 @@ class DecayState:
 
 @dataclass(frozen=True)
 class ScoredMention:
-    """One scored article about an entity: its event time and its three probabilities."""
+    """One scored article about an entity: its event time, its three probabilities, its risk-event
+    score and its weight as a story (storage/timesteps_store.py: 0 for a copy, 1/n in a dump of n)."""
 
     published_at: datetime
     p_negative: float
     p_neutral: float
     p_positive: float
+    risk_score: float = 0.0
+    story_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.published_at.utcoffset() is None:
@@ -129,8 +141,10 @@ def compute_buckets(
         return []
     micros = np.array([epoch_micros(m.published_at) for m in mentions], dtype=np.int64)
     probabilities = np.array([(m.p_negative, m.p_neutral, m.p_positive) for m in mentions], dtype=np.float64)
+    risk = np.array([m.risk_score for m in mentions], dtype=np.float64)
+    story_weights = np.array([m.story_weight for m in mentions], dtype=np.float64)
     order = np.argsort(micros, kind="stable")
-    micros, probabilities = micros[order], probabilities[order]
+    micros, probabilities, risk, story_weights = micros[order], probabilities[order], risk[order], story_weights[order]
 
     width_micros = width * _MICROS
     bucket_ids = micros // width_micros
@@ -147,7 +161,11 @@ def compute_buckets(
     sentiment = probabilities[:, 2] - probabilities[:, 0]
     weights = np.exp2(-((np.repeat(ends, counts) - micros) / _MICROS) / half_life_seconds)
     probability_sums = np.add.reduceat(probabilities, firsts, axis=0)
-    negative_counts = np.add.reduceat((np.argmax(probabilities, axis=1) == 0).astype(np.int64), firsts)
+    negative = np.argmax(probabilities, axis=1) == 0
+    negative_counts = np.add.reduceat(negative.astype(np.int64), firsts)
+    story_counts = np.add.reduceat(story_weights, firsts)
+    adverse_counts = np.add.reduceat(story_weights * (negative | (risk >= TAG_THRESHOLD)), firsts)
+    risk_counts = np.add.reduceat(story_weights * (risk >= NAMES_THE_EVENT), firsts)
     sentiment_sums = np.add.reduceat(sentiment, firsts)
     weighted_sums = np.add.reduceat(weights * sentiment, firsts)
     weight_sums = np.add.reduceat(weights, firsts)
@@ -178,6 +196,9 @@ def compute_buckets(
                 emotion_index=decay_sum / decay_weight,
                 decay_sum=decay_sum,
                 decay_weight=decay_weight,
+                story_count=float(story_counts[k]),
+                adverse_count=float(adverse_counts[k]),
+                risk_count=float(risk_counts[k]),
             )
         )
     return rows
@@ -186,11 +207,12 @@ def compute_buckets(
 def recompute_spans(times: Iterable[datetime], width: int, half_life_seconds: float) -> list[tuple[datetime, datetime]]:
     """The [start, end) spans of whole buckets that articles at `times` can change, merged.
 
-    Each article changes its own bucket and every later one up to its influence horizon; nothing
-    beyond that (see the module docstring). Overlapping or touching spans merge into one, so one
-    recompute continues across them.
+    Each article changes its own bucket and every later one up to its influence horizon (or, if
+    longer, the day in which it makes later copies of its story count 0); nothing beyond that (see
+    the module docstring). Overlapping or touching spans merge into one, so one recompute
+    continues across them.
     """
-    reach = timedelta(seconds=INFLUENCE_HALF_LIVES * half_life_seconds + width)
+    reach = max(timedelta(seconds=INFLUENCE_HALF_LIVES * half_life_seconds), STORY_MEMORY) + timedelta(seconds=width)
     step = timedelta(seconds=width)
     spans: list[tuple[datetime, datetime]] = []
     for moment in sorted(times):

@@ -26,7 +26,9 @@ from pipeline.database import Database, open_database
 from pipeline.entities import EntityMatcher, load_entities
 from pipeline.kafka_settings import kafka_options
 from storage.migrate import ensure_schema
+from pipeline.scoring.risk_events import RiskTagger, RiskTags
 from pipeline.scoring.scorer import ArticleScore, Scorer
+from pipeline.stories import story_key
 from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.writes import (
     ArticleRecord,
@@ -62,8 +64,8 @@ class SinkStats:
 
 
 class ArticleSink:
-    """Scores a validated batch, then writes articles, mentions, scores and timesteps in ONE
-    transaction; raises SinkUnavailable when the database is down.
+    """Scores a validated batch (sentiment and risk-event tags), then writes articles, mentions,
+    scores and timesteps in ONE transaction; raises SinkUnavailable when the database is down.
 
     Scoring happens before the transaction opens (no locks held during inference); articles that
     already have a score from this model (a replay, a batch retried after a crash) are not scored
@@ -75,6 +77,7 @@ class ArticleSink:
         self._matcher = matcher
         self._scorer = scorer
         self._timesteps = timesteps
+        self._risk = RiskTagger()
         self.stats = SinkStats()
         """The last call's figures."""
         self._since_taken = SinkStats()
@@ -96,7 +99,10 @@ class ArticleSink:
             scored_at = time.perf_counter()
             with self._engine.begin() as connection:
                 write_articles(connection, records)
-                write_scores(connection, [_score_record(record.id, score, version) for record, score in zip(to_score, scores, strict=True)])
+                write_scores(connection, [
+                    _score_record(record.id, score, version, self._risk.tag(record.text))
+                    for record, score in zip(to_score, scores, strict=True)
+                ])
                 timestep_rows = update_timesteps(connection, _times_per_entity(touched), version, self._timesteps)
             self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)
             self._since_taken = self._since_taken.plus(self.stats)
@@ -123,6 +129,7 @@ class ArticleSink:
             url=item.url,
             lang=item.lang,
             entities=self._matcher.mentions(item),
+            story_key=story_key(item.headline or item.body[:200]),
         )
 
 
@@ -242,8 +249,9 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _score_record(article_id: str, score: ArticleScore, version: str) -> ScoreRecord:
-    return ScoreRecord(article_id, version, score.p_negative, score.p_neutral, score.p_positive, score.label, score.chunks)
+def _score_record(article_id: str, score: ArticleScore, version: str, risk: RiskTags) -> ScoreRecord:
+    return ScoreRecord(article_id, version, score.p_negative, score.p_neutral, score.p_positive, score.label, score.chunks,
+                       risk.score, risk.tags)
 
 
 def _times_per_entity(records: Sequence[ArticleRecord]) -> dict[str, list[datetime]]:

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -56,12 +56,17 @@ class ArticleEntity(Base):
     """Who an article is about. `published_at` is copied from the article for range scans per entity."""
 
     __tablename__ = "article_entities"
-    __table_args__ = (Index("ix_article_entities_entity_published_at", "entity", "published_at"),)
+    __table_args__ = (
+        Index("ix_article_entities_entity_published_at", "entity", "published_at"),
+        Index("ix_article_entities_entity_story_key_published_at", "entity", "story_key", "published_at"),
+    )
 
     article_id: Mapped[str] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     entity: Mapped[str] = mapped_column(Text, primary_key=True)
     matched_by: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    story_key: Mapped[str | None] = mapped_column(Text)
+    """Copies of one story share it (pipeline/stories.py); NULL: a story of its own."""
 
 
 class ArticleScore(Base):
@@ -77,6 +82,9 @@ class ArticleScore(Base):
     sentiment: Mapped[float] = mapped_column(Float)
     label: Mapped[str] = mapped_column(Text)
     chunks: Mapped[int] = mapped_column(Integer, default=1)
+    risk_score: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """Strongest risk-event match: 0, 0.6 (usually the event) or 1 (names it); pipeline/scoring/risk_events.py."""
+    risk_tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -102,6 +110,12 @@ class Timestep(Base):
     """Sum of 2**(-age/half_life) * sentiment over the entity's articles before the bucket's end."""
     decay_weight: Mapped[float] = mapped_column(Float)
     """Sum of 2**(-age/half_life) over the same articles; emotion_index = decay_sum / decay_weight."""
+    story_count: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """Distinct stories: a copy of a story from the day before counts 0, one source's burst at one instant 1."""
+    adverse_count: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """The same count over adverse articles (negative, or tagged with a risk event): what alerting judges."""
+    risk_count: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """The same count over the risk-event articles among them (a lexicon match that names the event)."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -13,7 +13,7 @@ from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
 
 ARTICLE_COLUMNS = [
     "id", "published_at", "headline", "source", "url", "matched_by",
-    "model_version", "p_negative", "p_neutral", "p_positive", "sentiment", "label",
+    "model_version", "p_negative", "p_neutral", "p_positive", "sentiment", "label", "risk_score", "risk_tags",
 ]
 TIMESTEP_COLUMNS = [
     "bucket_start", "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive",
@@ -35,7 +35,8 @@ def articles_for_entity(
         select(
             Article.id, Article.published_at, Article.headline, Article.source, Article.url,
             ArticleEntity.matched_by, score.c.model_version, score.c.p_negative,
-            score.c.p_neutral, score.c.p_positive, score.c.sentiment, score.c.label,
+            score.c.p_neutral, score.c.p_positive, score.c.sentiment, score.c.label, score.c.risk_score,
+            score.c.risk_tags,
         )
         .join(ArticleEntity, ArticleEntity.article_id == Article.id)
         .outerjoin(score, true())
@@ -52,6 +53,7 @@ def articles_for_entity(
     with engine.connect() as connection:
         frame = pd.DataFrame(connection.execute(statement).all(), columns=ARTICLE_COLUMNS)
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    frame["risk_tags"] = frame["risk_tags"].map(lambda tags: ",".join(tags) if isinstance(tags, list) else "")
     return frame
 
 
@@ -61,7 +63,7 @@ def _newest_score(article_id: ColumnElement[str]) -> Lateral:
     return (
         select(
             ArticleScore.model_version, ArticleScore.p_negative, ArticleScore.p_neutral, ArticleScore.p_positive,
-            ArticleScore.sentiment, ArticleScore.label,
+            ArticleScore.sentiment, ArticleScore.label, ArticleScore.risk_score, ArticleScore.risk_tags,
         )
         .where(ArticleScore.article_id == article_id)
         .order_by(ArticleScore.scored_at.desc(), ArticleScore.model_version.desc())
@@ -226,17 +228,17 @@ def entity_activity(
     return frame
 
 
-DETECTION_COLUMNS = [
-    "entity", "bucket_start", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index",
-    "decay_weight",
-]
+DETECTION_COLUMNS = ["entity", "bucket_start", "adverse_count", "risk_count", "story_count", "article_count",
+                     "mean_p_negative"]
+HOURLY_DETECTION_COLUMNS = ["entity", "hour", "adverse_count", "risk_count", "story_count", "article_count",
+                            "p_negative_mass"]
 
 
 def timesteps_window(
     connection: Connection, width_seconds: int, start: datetime, end: datetime, entities: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Stored buckets of every entity (or of `entities`) of one width starting in [start, end):
-    the frame detection judges."""
+    the horizons detection counts over."""
     statement = select(*(Timestep.__table__.c[name] for name in DETECTION_COLUMNS)).where(
         Timestep.width_seconds == width_seconds, Timestep.bucket_start >= start, Timestep.bucket_start < end
     )
@@ -244,6 +246,49 @@ def timesteps_window(
         statement = statement.where(Timestep.entity.in_(list(entities)))
     frame = pd.DataFrame(connection.execute(statement).all(), columns=DETECTION_COLUMNS)
     frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
+    return frame
+
+
+def hourly_timesteps(connection: Connection, width_seconds: int, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per entity and hour, the sums of the stored buckets of one width starting in [start, end):
+    the trailing history detection's expected rates come from (every entity: the prior needs peers)."""
+    hour = func.date_trunc("hour", Timestep.bucket_start).label("hour")
+    statement = (
+        select(Timestep.entity, hour, func.sum(Timestep.adverse_count), func.sum(Timestep.risk_count),
+               func.sum(Timestep.story_count),
+               func.sum(Timestep.article_count), func.sum(Timestep.mean_p_negative * Timestep.article_count))
+        .where(Timestep.width_seconds == width_seconds, Timestep.bucket_start >= start, Timestep.bucket_start < end)
+        .group_by(Timestep.entity, hour)
+    )
+    frame = pd.DataFrame(connection.execute(statement).all(), columns=HOURLY_DETECTION_COLUMNS)
+    frame["hour"] = pd.to_datetime(frame["hour"], utc=True)
+    return frame
+
+
+def first_bucket(connection: Connection, width_seconds: int) -> datetime | None:
+    """Where stored history of a width begins (detection counts no exposure before it)."""
+    return connection.execute(select(func.min(Timestep.bucket_start)).where(Timestep.width_seconds == width_seconds)).scalar()
+
+
+ENTITY_DAY_COLUMNS = ["entity", "day", "first_published_at", "last_published_at"]
+
+
+def entity_days(connection: Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per entity and UTC day with articles published in [start, end): the first and last article's
+    event time. What alert evaluation needs of the news, without reading every article: the first
+    article after an event (delays) and the months each entity has news in (unlisted alerts per
+    ticker-month)."""
+    day = func.date(func.timezone("UTC", ArticleEntity.published_at)).label("day")
+    statement = (
+        select(ArticleEntity.entity, day, func.min(ArticleEntity.published_at), func.max(ArticleEntity.published_at))
+        .where(ArticleEntity.published_at >= start, ArticleEntity.published_at < end)
+        .group_by(ArticleEntity.entity, day)
+        .order_by(ArticleEntity.entity, day)
+    )
+    frame = pd.DataFrame(connection.execute(statement).all(), columns=ENTITY_DAY_COLUMNS)
+    frame["day"] = pd.to_datetime(frame["day"]).dt.tz_localize("UTC")
+    for column in ("first_published_at", "last_published_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
 
 
@@ -266,18 +311,23 @@ def data_clock(connection: Connection) -> tuple[datetime, bool]:
 
 
 def top_negative_articles(connection: Connection, entity: str, start: datetime, end: datetime, limit: int = 3) -> list[dict[str, Any]]:
-    """The most negative scored articles about `entity` published in [start, end): alert evidence."""
-    statement = (
-        select(Article.id, Article.headline, Article.published_at, ArticleScore.p_negative)
+    """The most adverse scored articles about `entity` published in [start, end), one per story
+    (the larger of p_negative and the risk-event score ranks them): alert evidence."""
+    adverse = func.greatest(ArticleScore.p_negative, ArticleScore.risk_score)
+    ranked = (
+        select(Article.id, Article.headline, Article.published_at, ArticleScore.p_negative, ArticleScore.risk_tags,
+               adverse.label("adverse"),
+               func.row_number().over(partition_by=func.coalesce(ArticleEntity.story_key, Article.id),
+                                      order_by=(adverse.desc(), Article.id)).label("copy"))
         .join(ArticleEntity, ArticleEntity.article_id == Article.id)
         .join(ArticleScore, ArticleScore.article_id == Article.id)
         .where(ArticleEntity.entity == entity, ArticleEntity.published_at >= start, ArticleEntity.published_at < end)
-        .order_by(ArticleScore.p_negative.desc(), Article.id)
-        .limit(limit)
+        .subquery()
     )
+    statement = select(ranked).where(ranked.c.copy == 1).order_by(ranked.c.adverse.desc(), ranked.c.id).limit(limit)
     return [
         {"id": row.id, "headline": row.headline, "p_negative": round(float(row.p_negative), 4),
-         "published_at": row.published_at.isoformat()}
+         "risk_tags": list(row.risk_tags or []), "published_at": row.published_at.isoformat()}
         for row in connection.execute(statement)
     ]
 

@@ -21,12 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, column, func, select, text, true, tuple_,
+    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, case, column, func, select, text, true,
+    tuple_,
 )
+from sqlalchemy.orm import aliased
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import TypeEngine
 
-from storage.models import ArticleEntity, ArticleScore, Timestep
+from storage.models import Article, ArticleEntity, ArticleScore, Timestep
 from storage.writes import unnest_rows
 
 # Namespace (first key) of the two-key advisory locks, so they never meet the one-key migration lock.
@@ -50,10 +52,19 @@ class TimestepRow:
     emotion_index: float
     decay_sum: float
     decay_weight: float
+    story_count: float = 0.0
+    adverse_count: float = 0.0
+    risk_count: float = 0.0
 
 
-ScoredRow = tuple[datetime, float, float, float]
-"""(published_at, p_negative, p_neutral, p_positive) of one article about an entity."""
+ScoredRow = tuple[datetime, float, float, float, float, float]
+"""(published_at, p_negative, p_neutral, p_positive, risk_score, story_weight) of one article about
+an entity. story_weight: 0 for a copy of a story the entity had in the day before it, else 1 over
+the number of the entity's articles from the same source at the same instant (a feed dump counts
+as one story)."""
+
+STORY_MEMORY = timedelta(days=1)
+"""How long an earlier copy of a story makes a later one a copy (syndication happens within hours)."""
 
 DecayRow = tuple[datetime, float, float]
 """(bucket_end, decay_sum, decay_weight) of a stored bucket."""
@@ -99,19 +110,33 @@ def scored_mentions_in(
         since=([since for _, since, _ in ranges], DateTime(timezone=True)),
         until=([until for _, _, until in ranges], DateTime(timezone=True)),
     )
+    earlier = aliased(ArticleEntity)
+    copy_of_earlier = (
+        select(earlier.article_id)
+        .where(
+            earlier.entity == ArticleEntity.entity,
+            earlier.story_key == ArticleEntity.story_key,
+            earlier.published_at >= ArticleEntity.published_at - STORY_MEMORY,
+            tuple_(earlier.published_at, earlier.article_id) < tuple_(ArticleEntity.published_at, ArticleEntity.article_id),
+        )
+        .exists()
+    )
+    dump_size = func.count().over(partition_by=(wanted.c.position, Article.source, ArticleEntity.published_at))
+    story_weight = case((copy_of_earlier, 0.0), else_=1.0 / dump_size)
     statement = (
         select(wanted.c.position, ArticleEntity.published_at, ArticleScore.p_negative, ArticleScore.p_neutral,
-               ArticleScore.p_positive)
+               ArticleScore.p_positive, ArticleScore.risk_score, story_weight)
         .select_from(wanted)
         .join(ArticleEntity, and_(ArticleEntity.entity == wanted.c.entity, ArticleEntity.published_at >= wanted.c.since,
                                   ArticleEntity.published_at < wanted.c.until))
         .join(ArticleScore, and_(ArticleScore.article_id == ArticleEntity.article_id,
                                  ArticleScore.model_version == model_version))
+        .join(Article, Article.id == ArticleEntity.article_id)
         .order_by(wanted.c.position, ArticleEntity.published_at, ArticleEntity.article_id)
     )
     found: list[list[ScoredRow]] = [[] for _ in ranges]
-    for position, published_at, p_negative, p_neutral, p_positive in connection.execute(statement):
-        found[position].append((published_at, p_negative, p_neutral, p_positive))
+    for position, *row in connection.execute(statement):
+        found[position].append(tuple(row))  # type: ignore[arg-type]
     return found
 
 

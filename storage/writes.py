@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select
+from sqlalchemy import BindParameter, Connection, Select, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from storage.models import Article, ArticleEntity, ArticleScore
@@ -37,6 +37,8 @@ class ArticleRecord:
     url: str | None
     lang: str | None
     entities: tuple[EntityMention, ...]
+    story_key: str | None = None
+    """Copies of one story share it (the worker derives it from the headline); None: a story of its own."""
 
     @property
     def text(self) -> str:
@@ -84,6 +86,7 @@ def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> 
             "entity": [mention.entity for _, mention in mentions],
             "matched_by": [mention.matched_by for _, mention in mentions],
             "published_at": [record.published_at for record, _ in mentions],
+            "story_key": [record.story_key for record, _ in mentions],
         },
     )
     return WriteCounts(len(new_ids), len(unique) - len(new_ids), mentions_new)
@@ -103,17 +106,18 @@ def stored_articles(connection: Connection, article_ids: Sequence[str]) -> dict[
         return {}
     rows = connection.execute(select(Article).where(Article.id.in_(list(article_ids)))).all()
     mentions: dict[str, list[EntityMention]] = {}
+    story_keys: dict[str, str | None] = {}
     found = [row.id for row in rows]
     if found:
-        statement = select(ArticleEntity.article_id, ArticleEntity.entity, ArticleEntity.matched_by).where(
-            ArticleEntity.article_id.in_(found)
-        )
-        for article_id, entity, matched_by in connection.execute(statement):
+        statement = select(ArticleEntity.article_id, ArticleEntity.entity, ArticleEntity.matched_by,
+                           ArticleEntity.story_key).where(ArticleEntity.article_id.in_(found))
+        for article_id, entity, matched_by, key in connection.execute(statement):
             mentions.setdefault(article_id, []).append(EntityMention(entity, matched_by))
+            story_keys[article_id] = key
     return {
         row.id: ArticleRecord(
             row.id, row.published_at, row.headline, row.body, row.source, row.url, row.lang,
-            tuple(sorted(mentions.get(row.id, []), key=lambda mention: mention.entity)),
+            tuple(sorted(mentions.get(row.id, []), key=lambda mention: mention.entity)), story_keys.get(row.id),
         )
         for row in rows
     }
@@ -151,19 +155,24 @@ class ScoreRecord:
     p_positive: float
     label: str
     chunks: int
+    risk_score: float = 0.0
+    risk_tags: tuple[str, ...] = ()
 
     @property
     def sentiment(self) -> float:
         return self.p_positive - self.p_negative
 
 
+_TAG_SEPARATOR = ","
+
+
 def write_scores(connection: Connection, records: Sequence[ScoreRecord]) -> int:
     """Insert scores (one per article and model version); an existing score is kept as it is."""
     unique = list({(r.article_id, r.model_version): r for r in records}.values())
-    return insert_ignoring_duplicates(
-        connection,
-        ArticleScore.__table__,
-        {
+    if not unique:
+        return 0
+    table = ArticleScore.__table__
+    columns: dict[str, list[Any]] = {
             "article_id": [r.article_id for r in unique],
             "model_version": [r.model_version for r in unique],
             "p_negative": [r.p_negative for r in unique],
@@ -172,8 +181,19 @@ def write_scores(connection: Connection, records: Sequence[ScoreRecord]) -> int:
             "sentiment": [r.sentiment for r in unique],
             "label": [r.label for r in unique],
             "chunks": [r.chunks for r in unique],
-        },
+            "risk_score": [r.risk_score for r in unique],
+    }
+    # unnest() flattens an array of arrays: the tags travel as one text per row, split back in SQL.
+    tags = bindparam("risk_tags_values", [_TAG_SEPARATOR.join(r.risk_tags) for r in unique], type_=ARRAY(Text()))
+    rows = unnest_rows(table, columns, extra={"risk_tags": tags}).subquery("scored")
+    statement = (
+        insert(table)
+        .from_select([*columns, "risk_tags"],
+                     select(*[rows.c[name] for name in columns], func.string_to_array(rows.c.risk_tags, _TAG_SEPARATOR)))
+        .on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+        .returning(*table.primary_key.columns)
     )
+    return len(connection.execute(statement).all())
 
 
 def scored_article_ids(connection: Connection, article_ids: Sequence[str], model_version: str) -> set[str]:
@@ -186,7 +206,9 @@ def scored_article_ids(connection: Connection, article_ids: Sequence[str], model
     return set(connection.execute(statement).scalars())
 
 
-def unnest_rows(table: Table, columns: dict[str, list[Any]]) -> Select[Any]:
-    """SELECT * FROM unnest(:a_values, :b_values, ...): rows from one typed array per column."""
+def unnest_rows(table: Table, columns: dict[str, list[Any]], extra: dict[str, BindParameter[Any]] | None = None) -> Select[Any]:
+    """SELECT * FROM unnest(:a_values, :b_values, ...): rows from one typed array per column
+    (`extra`: further array parameters, typed by the caller)."""
     arrays = [bindparam(f"{name}_values", values, type_=ARRAY(table.c[name].type)) for name, values in columns.items()]
-    return select(func.unnest(*arrays).table_valued(*columns).render_derived())
+    arrays += list((extra or {}).values())
+    return select(func.unnest(*arrays).table_valued(*columns, *(extra or {})).render_derived())

@@ -1,15 +1,19 @@
-"""Synthetic stored history for alerting tests: timesteps plus the scored articles behind a burst,
-written through the storage models (as the worker would leave them)."""
+"""Synthetic stored history for alerting tests: scored articles and the timesteps computed from
+them, written with the worker's own storage code."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 
-from storage.models import Article, ArticleEntity, ArticleScore, Timestep
+from pipeline.stories import story_key
+from pipeline.timesteps import TimestepConfig, update_timesteps
+from storage.models import Article
+from storage.writes import ArticleRecord, EntityMention, ScoreRecord, write_articles, write_scores
 
 WIDTH = 300
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -23,44 +27,66 @@ def bucket(k: int, start: datetime = T0) -> datetime:
 
 def write_history(engine: Engine, entities: Sequence[str], buckets: int, burst_entity: str | None = None,
                   burst_at: int | None = None, seed: int = 7, start: datetime = T0) -> None:
-    """Steady neutral buckets for every entity (and MARKET); a negative burst of 10 articles for
-    `burst_entity` at bucket `burst_at`, with its articles stored for the alert's evidence."""
+    """Steady news for every entity (an article every half hour, one in six adverse), and a burst
+    of 10 adverse headlines about `burst_entity` in bucket `burst_at`; written as the worker
+    writes them (articles, mentions, scores, then the timesteps computed from them)."""
     rng = np.random.default_rng(seed)
-    rows = []
-    decay = 2 ** (-1 / 12)  # a one-hour half-life in 5-minute buckets
-    for entity in (*entities, MARKET):
-        count = 40 if entity == MARKET else 5
-        decay_sum = decay_weight = 0.0
-        for k in range(buckets):
-            share = float(np.clip(0.1 + rng.normal(0, 0.03), 0, 1))
-            n = count
-            if entity == burst_entity and k == burst_at:
-                share, n = 0.9, 10
-            decay_sum = decay_sum * decay + n * -share
-            decay_weight = decay_weight * decay + n
-            rows.append({
-                "entity": entity, "width_seconds": WIDTH, "bucket_start": bucket(k, start), "model_version": MODEL,
-                "article_count": n, "mean_p_negative": share, "mean_p_neutral": 1 - share, "mean_p_positive": 0.0,
-                "negative_share": share, "mean_sentiment": -share, "emotion_index": decay_sum / decay_weight,
-                "decay_sum": decay_sum, "decay_weight": decay_weight,
-            })
+    steady = [
+        Story(f"{entity}-{k}", entity, bucket(k, start) + timedelta(seconds=int(rng.integers(1, 30))),
+              f"{entity} update {k}", adverse=(k // 6 + index) % 6 == 0)
+        for index, entity in enumerate(entities) for k in sorted({*range(index, buckets, 6), buckets - 1})
+    ]
+    burst = [] if burst_entity is None or burst_at is None else burst_stories(burst_entity, bucket(burst_at, start), 10)
+    write_stories(engine, steady + burst)
     with engine.begin() as connection:
-        connection.execute(insert(Timestep), rows)
-        if burst_entity is not None and burst_at is not None:
-            write_burst_articles(connection, burst_entity, bucket(burst_at, start), 10)
-        # Every bucket has articles: the newest event time is the end of history.
+        # Every bucket has an article: the newest event time is the end of history.
         connection.execute(insert(Article), [{
             "id": f"tail-{k}", "published_at": bucket(k, start) + timedelta(seconds=1), "headline": "steady", "body": "",
             "source": "t", "url": None, "lang": "en", "ingested_at": bucket(k, start) + timedelta(seconds=2)} for k in range(buckets)])
+        # Ingested as they were published: a replay of the past, idle since its end.
+        connection.exec_driver_sql("UPDATE articles SET ingested_at = published_at + interval '2 seconds'")
 
 
-def write_burst_articles(connection, entity: str, start: datetime, count: int) -> None:  # type: ignore[no-untyped-def]
-    articles = [{"id": f"{entity}-neg-{i}", "published_at": start + timedelta(seconds=10 * i),
-                 "headline": f"{entity} plunges after recall number {i}", "body": "", "source": "t", "url": None,
-                 "lang": "en", "ingested_at": start + timedelta(seconds=10 * i + 1)} for i in range(count)]
-    connection.execute(insert(Article), articles)
-    connection.execute(insert(ArticleEntity), [{"article_id": a["id"], "entity": entity, "matched_by": "ticker",
-                                                "published_at": a["published_at"]} for a in articles])
-    connection.execute(insert(ArticleScore), [{"article_id": a["id"], "model_version": MODEL, "p_negative": 0.9 - i / 100,
-                                               "p_neutral": 0.05 + i / 100, "p_positive": 0.05, "sentiment": -0.85 + i / 100,
-                                               "label": "negative", "chunks": 1} for i, a in enumerate(articles)])
+@dataclass(frozen=True)
+class Story:
+    id: str
+    entity: str
+    published_at: datetime
+    headline: str
+    adverse: bool
+
+
+def burst_stories(entity: str, start: datetime, count: int) -> list[Story]:
+    return [Story(f"{entity}-neg-{i}", entity, start + timedelta(seconds=10 * i), f"{entity} plunges after recall number {i}",
+                  adverse=True) for i in range(count)]
+
+
+def write_stories(engine: Engine, stories: Sequence[Story]) -> None:
+    with engine.begin() as connection:
+        write_stories_in(connection, stories)
+
+
+def write_burst_articles(connection: Connection, entity: str, start: datetime, count: int) -> None:
+    """A burst written inside the caller's transaction (timesteps included)."""
+    write_stories_in(connection, burst_stories(entity, start, count))
+
+
+def write_stories_in(connection: Connection, stories: Sequence[Story]) -> None:
+    """Articles, mentions (and MARKET's), scores and timesteps, as the worker writes them. An
+    adverse story scores p_negative 0.9, the burst's i-th one 0.9 - i/100 (so their order is known)."""
+    records = [ArticleRecord(s.id, s.published_at, s.headline, "", "t", None, "en",
+                             (EntityMention(s.entity, "tickers"), EntityMention(MARKET, "market")), story_key(s.headline))
+               for s in stories]
+    scores = []
+    for s in stories:
+        rank = int(s.id.rsplit("-", 1)[1]) if "-neg-" in s.id else 0
+        negative, neutral = (0.9 - rank / 100, 0.05 + rank / 100) if s.adverse else (0.05, 0.9)
+        scores.append(ScoreRecord(s.id, MODEL, negative, neutral, round(1 - negative - neutral, 6),
+                                  "negative" if s.adverse else "neutral", 1))
+    times: dict[str, list[datetime]] = {}
+    for s in stories:
+        for entity in (s.entity, MARKET):
+            times.setdefault(entity, []).append(s.published_at)
+    write_articles(connection, records)
+    write_scores(connection, scores)
+    update_timesteps(connection, times, MODEL, TimestepConfig(widths=(WIDTH,)))

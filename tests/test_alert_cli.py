@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from pipeline.alerting.backtest import ALERT_COLUMNS
 from pipeline.cli import main
 from storage.models import Alert, Delivery, Silence
 from storage.writes import ArticleRecord, EntityMention, write_articles
@@ -27,7 +28,7 @@ def test_backtest_prints_the_alerts_that_would_have_fired_without_writing(histor
     captured = capsys.readouterr()
     assert code == 0, captured.err
     alerts = json.loads(captured.out)
-    assert [(a["entity"], a["rule"], a["fired_bucket"][:19]) for a in alerts] == [("PFE", "negative_spike", bucket(100).isoformat()[:19])]
+    assert [(a["entity"], a["rule"], a["fired_bucket"][:19]) for a in alerts] == [("PFE", "negative_news", bucket(100).isoformat()[:19])]
     assert alerts[0]["top_negative"][0]["id"] == "PFE-neg-0"
     assert "backtest" in captured.err and "1 alerts would have fired" in captured.err
     with Session(history) as session:
@@ -36,10 +37,11 @@ def test_backtest_prints_the_alerts_that_would_have_fired_without_writing(histor
 
 def test_backtest_rule_parameters_change_the_outcome(history: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", "--from", bucket(48).isoformat(), "--to", bucket(130).isoformat(), "--format", "csv",
-                 "--spike-min-articles", "11"]) == 0
-    assert capsys.readouterr().out.strip() == ",".join(
-        ["entity", "rule", "width_seconds", "fired_bucket", "severity", "max_severity", "value", "baseline", "z_score",
-         "article_count", "baseline_source", "escalations", "repeats", "resolved_at", "top_negative"])
+                 "--alert-min-stories", "20"]) == 0
+    assert capsys.readouterr().out.strip() == ",".join(ALERT_COLUMNS)
+    assert main(["backtest", "--from", bucket(48).isoformat(), "--to", bucket(130).isoformat(), "--format", "csv",
+                 "--alert-false-alarms-per-year", "1e-12"]) == 0
+    assert capsys.readouterr().out.strip() == ",".join(ALERT_COLUMNS), "a budget that small silences the burst"
 
 
 def test_backtest_write_then_list_ack_and_silence(history: Engine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,10 +53,10 @@ def test_backtest_write_then_list_ack_and_silence(history: Engine, capsys: pytes
 
     assert main(["alerts", "--entity", "PFE", "--format", "csv"]) == 0
     listed = capsys.readouterr().out
-    assert listed.startswith("id,entity,rule") and f"\n{alert_id},PFE,negative_spike," in listed
+    assert listed.startswith("id,entity,rule") and f"\n{alert_id},PFE,negative_news," in listed
     # --since counts back from the newest article (bucket 129), not from today's wall clock.
     assert main(["alerts", "--since", "3h", "--format", "csv"]) == 0
-    assert f"\n{alert_id},PFE,negative_spike," in capsys.readouterr().out, "the burst (bucket 100) is 2h25m before the end"
+    assert f"\n{alert_id},PFE,negative_news," in capsys.readouterr().out, "the burst (bucket 100) is 2h25m before the end"
     assert main(["alerts", "--since", "2h", "--format", "csv"]) == 0
     assert f"\n{alert_id}," not in capsys.readouterr().out
 
@@ -70,7 +72,8 @@ def test_backtest_write_then_list_ack_and_silence(history: Engine, capsys: pytes
 @pytest.mark.parametrize(("arguments", "message"), [
     (["ack", "987654"], "no alert with id 987654"),
     (["backtest", "--from", "2026-03-02", "--to", "2026-03-01"], "must be after --from"),
-    (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--spike-z", "-1"], "--spike-z '-1' is invalid"),
+    (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--alert-min-stories", "-1"],
+     "--alert-min-stories '-1' is invalid"),
     (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--width", "7m"], "--width 420s is not a stored bucket width"),
     (["silence", "PFE", "--for", "99999999d"], "--for 99999999d is longer than FINSENT_SILENCE_MAX=30d"),
     (["silence", "PFE", "--for", "31d"], "--for 31d is longer than FINSENT_SILENCE_MAX=30d"),
@@ -114,7 +117,7 @@ def test_a_glob_that_matches_every_entity_needs_all(history: Engine, capsys: pyt
     assert error == f"finsent: error: {glob!r} matches every entity and would mute all notifications: add --all if that is meant"
     assert main(["silence", glob, "--all", "--for", "1h", "--reason", "maintenance"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"silenced every entity ({glob}) until ") and "it matches 1 known entity: PFE" in out
+    assert out.startswith(f"silenced every entity ({glob}) until ") and "it matches 4 known entities: AAPL, MARKET, PFE, XOM" in out
     with Session(history) as session:
         assert session.execute(select(Silence.entity_glob, Silence.reason)).one() == (glob, "maintenance")
 
@@ -142,4 +145,4 @@ def test_alerts_since_longer_than_the_calendar_lists_everything(history: Engine,
     assert main(["backtest", "--from", bucket(48).isoformat(), "--to", bucket(130).isoformat(), "--write"]) == 0
     capsys.readouterr()
     assert main(["alerts", "--since", "99999999d", "--format", "csv"]) == 0
-    assert ",PFE,negative_spike," in capsys.readouterr().out
+    assert ",PFE,negative_news," in capsys.readouterr().out

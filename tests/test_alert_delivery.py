@@ -46,9 +46,11 @@ BUCKET = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 T0 = datetime(2026, 3, 2, 14, 7, tzinfo=timezone.utc)
 SECRET = "s3cret-key"
 EVIDENCE: dict[str, Any] = {
-    "metric": "negative_share", "value": 0.62, "baseline": 0.18, "scale": 0.09, "z_score": 5.1,
-    "threshold": 3.5, "article_count": 14, "baseline_source": "own",
+    "metric": "adverse_stories", "value": 12.0, "baseline": 0.4, "observed": 12.0, "expected": 0.4, "horizon": "6h",
+    "horizon_seconds": 21600, "tail_probability": 2e-06, "false_alarms_per_year": 0.0214, "threshold": 9.34e-05,
+    "article_count": 14, "mean_p_negative": 0.81, "baseline_p_negative": 0.12, "baseline_source": "own",
     "bucket_start": "2026-03-02T14:00:00+00:00", "bucket_end": "2026-03-02T14:05:00+00:00",
+    "window_start": "2026-03-02T08:05:00+00:00",
     "top_negative": [
         {"id": "art-1", "headline": "Pfizer recalls <batch> & halts plant", "p_negative": 0.97,
          "published_at": "2026-03-02T14:01:00+00:00"},
@@ -210,8 +212,10 @@ def test_notice_payload_title_and_text() -> None:
     assert notice.to_json() == AlertNotice.from_rows(*alert_rows()).to_json(), "same rows, same bytes"
     assert notice.title() == "[MAJOR] PFE negative_spike fired (5m bucket 2026-03-02T14:00:00+00:00)"
     text = notice.text()
-    assert text.splitlines()[0] == "PFE negative_spike fired: negative_share 0.62 vs baseline 0.18, severity major, state firing"
-    for fact in ("z-score 5.1 (threshold 3.5)", "14 articles", "baseline from own history",
+    assert text.splitlines()[0] == "PFE negative_spike fired: adverse_stories 0.62 vs baseline 0.18, severity major, state firing"
+    for fact in ("12 adverse stories in 6h where 0.4 were expected", "chance 2e-06", "mean p_negative 0.81 vs 0.12",
+                 "14 articles", "window 2026-03-02T08:05:00+00:00 to 2026-03-02T14:05:00+00:00",
+                 "expected rate from its own history",
                  "- Pfizer recalls <batch> & halts plant (id art-1, p_negative 0.97", "(id art-2"):
         assert fact in text
 
@@ -433,7 +437,7 @@ def test_email_arrives_once_with_subject_body_and_derived_ids(
     assert message["X-Finsent-Idempotency-Key"] == key
     assert message["Message-ID"] == f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@alerts.example>"
     body = message.get_content()
-    assert "negative_share 0.62 vs baseline 0.18" in body and "id art-1" in body and "z-score 5.1" in body
+    assert "adverse_stories 0.62 vs baseline 0.18" in body and "id art-1" in body and "chance 2e-06" in body
 
 
 @pytest.mark.integration

@@ -6,17 +6,18 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.alert_store import store_transitions
 from pipeline.alerting.backtest import run_backtest
 from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule, evidence_reader
-from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy, advance
-from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.alerting.judging import judge_span
+from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy
+from pipeline.alerting.rules import DetectionRules
 from storage.models import Alert, AlertEvent, Article, Delivery, DetectionProgress
-from storage.queries import timesteps_window
-from tests.alert_history import MARKET, WIDTH, bucket, write_history
+from tests.alert_history import MARKET, WIDTH, bucket, write_burst_articles, write_history
 
 RULES = DetectionRules()
 POLICY = LifecyclePolicy(resolve_buckets=3, repeat_interval=timedelta(hours=4))
@@ -32,24 +33,39 @@ def detection(engine: Engine, now: datetime) -> DetectionPass:
     return DetectionPass(engine, RULES, POLICY, SCHEDULE, route, clock=lambda: now)
 
 
-def test_one_pass_raises_one_spike_with_evidence_and_queues_its_deliveries(engine: Engine) -> None:
+def test_one_pass_raises_one_alert_with_evidence_and_queues_its_deliveries(engine: Engine) -> None:
     write_history(engine, ["PFE", "AAPL", "XOM"], 120, burst_entity="PFE", burst_at=100)
     report = detection(engine, bucket(200)).run()
-    assert report.stored.transitions == {"fired": 1, "resolved": 1}
+    assert report.stored.transitions == {"fired": 1}, "the story is still in its day-long horizon: not resolved"
     with Session(engine) as session:
         alerts = session.scalars(select(Alert)).all()
-        assert [(a.entity, a.rule, a.bucket_start, a.state) for a in alerts] == [("PFE", "negative_spike", bucket(100), "resolved")]
+        assert [(a.entity, a.rule, a.bucket_start, a.state) for a in alerts] == [("PFE", "negative_news", bucket(100), "firing")]
         evidence = alerts[0].evidence
-        assert evidence["article_count"] == 10
-        assert evidence["value"] == 0.9 and abs(evidence["baseline"] - 0.1) < 0.03
-        assert evidence["z_score"] > RULES.spike.z and evidence["baseline_source"] == "own"
-        assert [h["id"] for h in evidence["top_negative"]] == ["PFE-neg-0", "PFE-neg-1", "PFE-neg-2"]
+        assert set(evidence) >= {"first", "peak", "latest"}
+        first = evidence["first"]
+        assert first["bucket_start"] == bucket(100).isoformat() and first["observed"] >= 10
+        assert first["tail_probability"] <= RULES.threshold and first["expected"] < 1
+        assert first["baseline_source"] == "prior" and first["horizon"] in ("1h", "6h", "1d", "3d")
+        assert [h["id"] for h in first["top_negative"]] == ["PFE-neg-0", "PFE-neg-1", "PFE-neg-2"]
+        latest = evidence["latest"]
+        assert (alerts[0].value, alerts[0].baseline) == pytest.approx((latest["observed"], latest["expected"]), rel=1e-5), \
+            "value, baseline and evidence describe one moment"
         deliveries = session.execute(select(Delivery.channel, Delivery.event).order_by(Delivery.event, Delivery.channel)).all()
-        assert [d.channel for d in deliveries] == ["log", "webhook", "log", "webhook"]
+        assert [d.channel for d in deliveries] == ["log", "webhook"]
         # Idle for over FINSENT_ALERT_IDLE_CLOSE: the wall clock closes every bucket up to now.
         assert session.scalar(select(DetectionProgress.evaluated_through)) == bucket(198)
     again = detection(engine, bucket(200)).run()
     assert again.stored.transitions == {} and again.judged == {}
+
+
+def test_a_never_judged_database_is_judged_from_its_first_bucket(engine: Engine) -> None:
+    """A long replay's first live pass judges all of it (as a backtest of the same data would)."""
+    write_history(engine, ["PFE", "AAPL"], 700, burst_entity="PFE", burst_at=100)
+    report = detection(engine, bucket(800)).run()
+    assert report.judged[WIDTH][0] == bucket(0)
+    assert report.stored.transitions.get("fired") == 1
+    backtest = run_backtest(engine, RULES, POLICY, WIDTH, bucket(0), bucket(800), MARKET)
+    assert backtest.alerts[["entity", "fired_bucket"]].values.tolist() == [["PFE", pd.Timestamp(bucket(100))]]
 
 
 def test_a_burst_after_an_article_dated_9999_still_alerts(engine: Engine) -> None:
@@ -77,19 +93,20 @@ def test_bucket_by_bucket_passes_equal_one_pass_and_the_backtest(engine: Engine)
         DetectionPass(engine, RULES, POLICY, SCHEDULE, route, clock=lambda k=k: bucket(k) + timedelta(minutes=8)).run()
     with Session(engine) as session:
         events = session.execute(select(AlertEvent.kind, AlertEvent.bucket_start).order_by(AlertEvent.id)).all()
-    assert [(e.kind, e.bucket_start) for e in events] == [(FIRED, bucket(100)), ("resolved", bucket(103))]
-    backtest = run_backtest(engine, RULES, POLICY, WIDTH, bucket(60), bucket(130), MARKET)
-    assert backtest.alerts[["entity", "rule", "fired_bucket"]].values.tolist() == [["PFE", "negative_spike", pd.Timestamp(bucket(100))]]
-    assert backtest.alerts.iloc[0]["resolved_at"] == bucket(104)
+        live = session.execute(select(Alert.entity, Alert.value, Alert.evidence)).one()
+    assert [(e.kind, e.bucket_start) for e in events] == [(FIRED, bucket(100))]
+    backtest = run_backtest(engine, RULES, POLICY, WIDTH, bucket(0), bucket(127), MARKET)
+    assert backtest.alerts[["entity", "rule", "fired_bucket"]].values.tolist() == [["PFE", "negative_news", pd.Timestamp(bucket(100))]]
+    assert backtest.alerts.iloc[0]["value"] == live.evidence["first"]["observed"]
+    assert backtest.alerts.iloc[0]["tail_probability"] == live.evidence["first"]["tail_probability"]
 
 
 def test_two_writers_of_the_same_transitions_store_one_alert_and_one_set_of_deliveries(engine: Engine) -> None:
     """The unique keys are the last guard when two schedulers judge the same bucket (no locks here)."""
     write_history(engine, ["PFE"], 120, burst_entity="PFE", burst_at=100)
     with engine.connect() as connection:
-        frame = timesteps_window(connection, WIDTH, bucket(0), bucket(120))
-    candidates = detect(frame, WIDTH, bucket(60), bucket(101), RULES, MARKET).to_dict("records")
-    firing, transitions = advance({}, candidates, WIDTH, bucket(60), bucket(101), POLICY)
+        span = judge_span(connection, WIDTH, bucket(0), bucket(101), RULES, POLICY, MARKET, {})
+    firing, transitions = span.firing, span.transitions
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -127,20 +144,12 @@ def test_silenced_entity_alerts_are_recorded_but_not_delivered(engine: Engine) -
 
 
 def test_a_burst_about_a_silent_entity_alerts_against_the_market_prior(engine: Engine) -> None:
-    write_history(engine, ["AAPL"], 120)
-    from tests.alert_history import write_burst_articles
-    from storage.models import Timestep
-    from sqlalchemy import insert
-
+    write_history(engine, ["AAPL", "XOM"], 120)
     with engine.begin() as connection:
-        connection.execute(insert(Timestep).values(
-            entity="SIVB", width_seconds=WIDTH, bucket_start=bucket(110), model_version="test-model", article_count=12,
-            mean_p_negative=0.85, mean_p_neutral=0.1, mean_p_positive=0.05, negative_share=0.92, mean_sentiment=-0.8,
-            emotion_index=-0.8, decay_sum=-0.8, decay_weight=1.0))
         write_burst_articles(connection, "SIVB", bucket(110), 12)
     detection(engine, bucket(200)).run()
     with Session(engine) as session:
         alerts = session.execute(select(Alert.entity, Alert.rule, Alert.evidence)).all()
-    spike = [a for a in alerts if a.rule == "negative_spike"]
-    assert [a.entity for a in spike] == ["SIVB"]
-    assert spike[0].evidence["baseline_source"] == "market"
+    assert [(a.entity, a.rule) for a in alerts] == [("SIVB", "negative_news")]
+    assert alerts[0].evidence["first"]["baseline_source"] == "prior"
+    assert alerts[0].evidence["first"]["prior_rate"] > 0

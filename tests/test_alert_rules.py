@@ -1,158 +1,186 @@
-"""Detection on hand-built series: the contract of each rule, cold start included."""
+"""Detection on small synthetic streams: counts over horizons against an expected rate with a prior."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy, advance
+from pipeline.alerting.rules import COMPANY_RULE, MARKET_RULE, DetectionRules, detect, negative_binomial_tail
 
 WIDTH = 300
-T0 = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 RULES = DetectionRules()
 MARKET = "MARKET"
+PEERS = [f"PEER{i}" for i in range(12)]
 
 
-def bucket(k: int) -> datetime:
-    return T0 + timedelta(seconds=WIDTH * k)
+@dataclass(frozen=True)
+class Article:
+    entity: str
+    at: datetime
+    adverse: bool
+    risk: bool = False
+    """A risk-event story (always adverse too)."""
 
 
-def rows(entity: str, counts: list[int], negative_share: list[float], sentiment: list[float] | None = None,
-         emotion_index: list[float] | None = None) -> pd.DataFrame:
-    """Stored buckets of one entity (buckets with count 0 are not stored, as in the database)."""
-    sentiment = sentiment if sentiment is not None else [0.1 - 1.2 * share for share in negative_share]
-    emotion_index = emotion_index if emotion_index is not None else list(pd.Series(sentiment).ewm(halflife=12).mean())
-    frame = pd.DataFrame({
-        "entity": entity,
-        "bucket_start": [bucket(k) for k in range(len(counts))],
-        "article_count": counts,
-        "mean_p_negative": negative_share,
-        "negative_share": negative_share,
-        "mean_sentiment": sentiment,
-        "emotion_index": emotion_index,
-    })
-    return frame[frame["article_count"] > 0]
+def steady_news(days: int, per_day: int = 3, adverse_every: int = 6, entities: list[str] = PEERS) -> list[Article]:
+    """Each entity gets `per_day` articles a day at fixed hours, one in `adverse_every` adverse."""
+    articles = []
+    for day in range(days):
+        for slot in range(per_day):
+            for index, entity in enumerate(entities):
+                at = T0 + timedelta(days=day, hours=8 + 4 * slot, minutes=7 * index)
+                articles.append(Article(entity, at, (day * per_day + slot + index) % adverse_every == 0))
+    return articles
 
 
-def steady(entity: str, buckets: int, count: int = 6, share: float = 0.1, seed: int = 1) -> pd.DataFrame:
-    noise = np.random.default_rng(seed).normal(0, 0.03, buckets)
-    return rows(entity, [count] * buckets, list(np.clip(share + noise, 0, 1)))
+def frames(articles: list[Article], market: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
+    """The stored buckets and their hourly sums, as the worker and storage.queries leave them."""
+    rows = []
+    for article in articles:
+        for entity in (article.entity, MARKET) if market else (article.entity,):
+            start = pd.Timestamp(article.at).floor(f"{WIDTH}s")
+            rows.append({"entity": entity, "bucket_start": start, "adverse_count": float(article.adverse),
+                         "risk_count": float(article.risk), "story_count": 1.0, "article_count": 1,
+                         "mean_p_negative": 0.8 if article.adverse else 0.1})
+    raw = pd.DataFrame(rows)
+    buckets = raw.groupby(["entity", "bucket_start"], as_index=False).agg(
+        adverse_count=("adverse_count", "sum"), risk_count=("risk_count", "sum"), story_count=("story_count", "sum"),
+        article_count=("article_count", "sum"),
+        p_negative_mass=("mean_p_negative", "sum"))
+    buckets["mean_p_negative"] = buckets["p_negative_mass"] / buckets["article_count"]
+    hourly = buckets.assign(hour=buckets["bucket_start"].dt.floor("h")).groupby(["entity", "hour"], as_index=False)[
+        ["adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]].sum()
+    return buckets.drop(columns="p_negative_mass"), hourly, buckets["bucket_start"].min().to_pydatetime()
 
 
-def judge(frame: pd.DataFrame, first: int, last: int, rules: DetectionRules = RULES, hot: bool = False) -> pd.DataFrame:
-    """Triggered candidates (with `hot`, also the buckets past the threshold that do not trigger)."""
-    found = detect(frame, WIDTH, bucket(first), bucket(last), rules, MARKET)
-    return found if hot else found[found["triggered"].astype(bool)].reset_index(drop=True)
+def judge(articles: list[Article], first: datetime, last: datetime, rules: DetectionRules = RULES) -> pd.DataFrame:
+    buckets, hourly, start = frames(articles)
+    return detect(buckets, hourly, start, WIDTH, first, last, rules, MARKET)
 
 
-def test_a_flat_series_raises_nothing() -> None:
-    frame = pd.concat([steady("AAPL", 200), steady(MARKET, 200, count=40, seed=2)])
-    assert judge(frame, 60, 199).empty
+def triggered(candidates: pd.DataFrame, entity: str) -> pd.DataFrame:
+    return candidates[(candidates["entity"] == entity) & candidates["triggered"].astype(bool)]
 
 
-def test_a_clear_spike_raises_one_spike_at_its_bucket() -> None:
-    aapl = steady("AAPL", 120)
-    aapl.loc[aapl["bucket_start"] == bucket(100), ["negative_share", "mean_p_negative"]] = 0.83
-    frame = pd.concat([aapl, steady(MARKET, 120, count=40, seed=2)])
-    spikes = judge(frame, 60, 119).query("rule == 'negative_spike'")
-    assert spikes[["entity", "bucket_start"]].values.tolist() == [["AAPL", pd.Timestamp(bucket(100))]]
-    spike = spikes.iloc[0]
-    assert spike["baseline_source"] == "own"
-    assert spike["value"] == pytest.approx(0.83)
-    assert abs(spike["baseline"] - 0.1) < 0.03
-    assert spike["z_score"] > RULES.spike.z
-    assert spike["severity"] == "critical"
-    assert spike["article_count"] == 6
+def burst(entity: str, start: datetime, count: int, every: timedelta) -> list[Article]:
+    return [Article(entity, start + k * every, True) for k in range(count)]
 
 
-def test_a_modest_spike_is_less_severe_than_a_huge_one() -> None:
-    modest = steady("AAPL", 120)
-    modest.loc[modest["bucket_start"] == bucket(100), "negative_share"] = 0.4
-    huge = steady("MSFT", 120, seed=3)
-    huge.loc[huge["bucket_start"] == bucket(100), "negative_share"] = 1.0
-    found = judge(pd.concat([modest, huge, steady(MARKET, 120, count=40, seed=2)]), 100, 100)
-    severity = dict(zip(found["entity"], found["severity"]))
-    assert severity == {"AAPL": "warning", "MSFT": "critical"}
+def test_a_silent_entity_with_four_adverse_headlines_in_three_hours_alerts_within_hours() -> None:
+    story = T0 + timedelta(days=20, hours=9)
+    articles = steady_news(21) + burst("NEWCO", story, 4, timedelta(hours=1))
+    found = triggered(judge(articles, story - timedelta(hours=2), story + timedelta(hours=6)), "NEWCO")
+    assert not found.empty
+    first = found.iloc[0]
+    assert first["rule"] == COMPANY_RULE and first["baseline_source"] == "prior"
+    assert first["bucket_start"] <= pd.Timestamp(story + timedelta(hours=3)), "alerts as the story builds"
+    assert first["value"] >= RULES.min_stories and first["tail_probability"] <= RULES.threshold
 
 
-def test_a_slow_drift_triggers_trend_not_spike() -> None:
-    """Negative share creeping up 0.0057 per bucket: never far above its own moving baseline,
-    but the emotion index falls steadily."""
-    buckets = 160
-    frame = pd.concat([rows("BA", [6] * buckets, list(np.linspace(0.05, 0.95, buckets))), steady(MARKET, buckets, count=40)])
-    found = judge(frame, 60, buckets - 1)
-    assert set(found["rule"]) == {"negative_trend"}
-    assert set(found["entity"]) == {"BA"}
+def test_a_busy_entity_on_a_normal_day_with_four_adverse_headlines_does_not_alert() -> None:
+    busy = [Article("BUSY", T0 + timedelta(days=day, hours=hour), hour in (9, 15, 18, 21))
+            for day in range(28) for hour in range(8, 22)]
+    candidates = judge(steady_news(28) + busy, T0 + timedelta(days=27), T0 + timedelta(days=27, hours=23))
+    assert triggered(candidates, "BUSY").empty
+    assert (busy_rows := candidates[candidates["entity"] == "BUSY"]).empty or busy_rows["baseline_source"].eq("own").all()
 
 
-def test_thin_volume_raises_nothing() -> None:
-    thin = steady("XOM", 120, count=2)
-    thin.loc[thin["bucket_start"] == bucket(100), "negative_share"] = 1.0
-    frame = pd.concat([thin, steady(MARKET, 120, count=40, seed=2)])
-    assert judge(frame, 60, 119).empty
-    hot = judge(frame, 60, 119, hot=True)
-    assert hot[["entity", "rule", "bucket_start", "triggered"]].values.tolist() == [
-        ["XOM", "negative_spike", pd.Timestamp(bucket(100)), False]], "too thin to fire, but not back within its baseline"
+def test_fewer_than_the_least_stories_never_fires_however_rare() -> None:
+    story = T0 + timedelta(days=20, hours=9)
+    articles = steady_news(21) + burst("NEWCO", story, 2, timedelta(minutes=5))
+    assert triggered(judge(articles, story, story + timedelta(hours=6)), "NEWCO").empty
 
 
-def test_a_fall_from_a_level_resting_on_a_few_headlines_is_not_a_trend() -> None:
-    """The first headlines about an entity set a noisy index; its settling down is not a trend."""
-    buckets = 120
-    sentiment = [0.1] * buckets
-    index = [0.6] * 3 + [0.1] * (buckets - 3)
-    weight = [2.0, 4.0, 6.0] + [40.0] * (buckets - 3)
-    frame = rows("MSFT", [6] * buckets, [0.1] * buckets, sentiment, index).assign(decay_weight=weight)
-    frame = pd.concat([frame, steady(MARKET, buckets, count=40)])
-    assert judge(frame, 36, 60).empty
-    founded = frame.assign(decay_weight=40.0)
-    assert set(judge(founded, 36, 60)["rule"]) == {"negative_trend"}
+def test_one_story_across_horizons_and_days_is_one_alert_episode() -> None:
+    story = T0 + timedelta(days=20, hours=9)
+    articles = steady_news(27) + burst("NEWCO", story, 12, timedelta(minutes=20)) + burst(
+        "NEWCO", story + timedelta(days=1), 8, timedelta(hours=1))
+    first, last = story - timedelta(hours=1), story + timedelta(days=6)
+    candidates = judge(articles, first, last)
+    assert set(triggered(candidates, "NEWCO")["horizon_seconds"]) >= {3600, 86400}, "several horizons trigger"
+    _, transitions = advance({}, candidates.to_dict("records"), WIDTH, first, last, LifecyclePolicy(3, timedelta(hours=4)))
+    fired = [t for t in transitions if t.kind == FIRED and t.state.entity == "NEWCO"]
+    assert len(fired) == 1
+    resolved = [t for t in transitions if t.kind == "resolved" and t.state.entity == "NEWCO"]
+    # Open while the story is inside its horizons: resolved once three days passed without a new rare count.
+    assert len(resolved) == 1 and resolved[0].bucket_start > pd.Timestamp(story + timedelta(days=3))
+    peak = resolved[0].state.peak
+    assert peak["tail_probability"] <= fired[0].state.first["tail_probability"]
 
 
-def test_a_silent_entity_that_suddenly_gets_many_negative_articles_alerts() -> None:
-    """Cold start: no history of its own, judged against the market prior."""
-    market = steady(MARKET, 120, count=40, seed=2)
-    burst = rows("SIVB", [12], [0.92], [-0.85], [-0.85])
-    burst["bucket_start"] = bucket(100)
-    found = judge(pd.concat([market, burst]), 60, 119)
-    spikes = found.query("entity == 'SIVB' and rule == 'negative_spike'")
-    assert len(spikes) == 1
-    assert spikes.iloc[0]["baseline_source"] == "market"
-    assert spikes.iloc[0]["bucket_start"] == pd.Timestamp(bucket(100))
-    assert found.query("entity == 'SIVB' and rule == 'negative_buzz'").empty, "the spike already covers this story"
+def test_the_baseline_leaves_out_the_story_being_judged() -> None:
+    story = T0 + timedelta(days=20, hours=9)
+    articles = steady_news(23) + burst("NEWCO", story, 3, timedelta(hours=10)) + burst(
+        "NEWCO", story + timedelta(hours=40), 3, timedelta(minutes=30))
+    found = triggered(judge(articles, story, story + timedelta(days=2)), "NEWCO")
+    assert not found.empty and (found["baseline_stories"] == 0).all(), "earlier articles of the story stay out"
 
 
-def test_a_silent_entity_with_one_negative_headline_raises_nothing() -> None:
-    market = steady(MARKET, 120, count=40, seed=2)
-    single = rows("SIVB", [1], [1.0], [-0.9], [-0.9])
-    single["bucket_start"] = bucket(100)
-    assert judge(pd.concat([market, single]), 60, 119).empty
+def test_nothing_is_judged_before_an_hour_of_history_exists() -> None:
+    articles = burst("NEWCO", T0, 6, timedelta(minutes=5)) + steady_news(1)
+    candidates = judge(articles, T0, T0 + timedelta(minutes=50))  # the last bucket ends 55 minutes in
+    assert candidates.empty
 
 
-def test_a_volume_burst_with_neutral_tone_is_not_buzz() -> None:
-    busy = steady("NVDA", 120, count=4)
-    busy.loc[busy["bucket_start"] == bucket(100), "article_count"] = 40
-    found = judge(pd.concat([busy, steady(MARKET, 120, count=40, seed=2)]), 60, 119)
-    assert found.empty
+def test_the_market_is_its_own_class_judged_on_its_own_history() -> None:
+    crash = T0 + timedelta(days=15, hours=10)
+    articles = steady_news(16) + [Article(entity, crash + timedelta(minutes=2 * k), True)
+                                  for k, entity in enumerate(PEERS * 2)]
+    candidates = judge(articles, crash, crash + timedelta(hours=3))
+    market = triggered(candidates, MARKET)
+    assert not market.empty and set(market["rule"]) == {MARKET_RULE}
+    assert market["prior_rate"].isna().all() and (market["baseline_source"] == "own").all()
 
 
-def test_a_volume_burst_with_negative_tone_is_buzz() -> None:
-    busy = steady("NVDA", 120, count=4)
-    at = busy["bucket_start"] == bucket(100)
-    busy.loc[at, ["article_count", "mean_sentiment"]] = [40, -0.5]
-    found = judge(pd.concat([busy, steady(MARKET, 120, count=40, seed=2)]), 60, 119)
-    assert found[["entity", "rule", "bucket_start"]].values.tolist() == [["NVDA", "negative_buzz", pd.Timestamp(bucket(100))]]
+def test_a_cold_market_is_not_judged() -> None:
+    articles = steady_news(1) + burst("NEWCO", T0 + timedelta(hours=20), 30, timedelta(minutes=1))
+    assert triggered(judge(articles, T0 + timedelta(hours=20), T0 + timedelta(hours=21)), MARKET).empty
 
 
-def test_judging_one_bucket_at_a_time_equals_judging_all_at_once() -> None:
-    """A live pass (one bucket) and a backtest (the whole range) see the same candidates."""
-    aapl = steady("AAPL", 150)
-    for k in (70, 71, 120):
-        aapl.loc[aapl["bucket_start"] == bucket(k), "negative_share"] = 0.9
-    frame = pd.concat([aapl, steady(MARKET, 150, count=40, seed=2)])
-    at_once = judge(frame, 60, 149, hot=True)
-    one_by_one = pd.concat([judge(frame, k, k, hot=True) for k in range(60, 150)], ignore_index=True)
-    pd.testing.assert_frame_equal(at_once.reset_index(drop=True), one_by_one, check_dtype=False)
-    assert len(at_once) >= 3
+def test_severity_is_rarity_against_the_alarm_budget() -> None:
+    threshold = RULES.threshold
+    assert RULES.severity(threshold) == "warning"
+    assert RULES.severity(threshold / 10) == "major"
+    assert RULES.severity(threshold / 100) == "critical"
+    assert math.isclose(threshold * RULES.judgements_per_year, RULES.false_alarms_per_year)
+
+
+def test_the_tail_is_the_negative_binomial_survival_function() -> None:
+    shape, p = 2.5, 0.9
+    for observed in (1, 3, 7):
+        pmf = [math.exp(math.lgamma(k + shape) - math.lgamma(shape) - math.lgamma(k + 1) + shape * math.log(p)
+                        + k * math.log(1 - p)) for k in range(observed)]
+        expected = 1 - sum(pmf)
+        got = float(negative_binomial_tail(np.array([observed]), np.array([shape]), np.array([p]))[0])
+        assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-15)
+    assert negative_binomial_tail(np.array([0.0]), np.array([shape]), np.array([p]))[0] == 1.0
+
+
+def test_a_tighter_budget_moves_the_threshold_and_never_adds_alerts() -> None:
+    story = T0 + timedelta(days=20, hours=9)
+    articles = steady_news(21) + burst("NEWCO", story, 4, timedelta(hours=1))
+    loose = triggered(judge(articles, story, story + timedelta(hours=6)), "NEWCO")
+    strict_rules = DetectionRules(false_alarms_per_year=0.001)
+    strict = triggered(judge(articles, story, story + timedelta(hours=6), strict_rules), "NEWCO")
+    assert len(strict) <= len(loose)
+    assert (strict["tail_probability"] <= strict_rules.threshold).all()
+
+
+def test_risk_event_stories_are_rare_sooner_than_plain_negative_ones() -> None:
+    """A busy entity with plenty of ordinary negative news: three stories that name a risk event
+    (an arrest, a bankruptcy) are rare for it; three more ordinary negative ones are not."""
+    busy = [Article("BUSY", T0 + timedelta(days=day, hours=hour), hour in (9, 15, 18, 21))
+            for day in range(28) for hour in range(8, 22)]
+    day = T0 + timedelta(days=27, hours=9, minutes=30)
+    plain = [Article("BUSY", day + timedelta(hours=k), True) for k in range(3)]
+    risky = [Article("BUSY", day + timedelta(hours=k), True, risk=True) for k in range(3)]
+    first, last = day, day + timedelta(hours=6)
+    assert triggered(judge(steady_news(28) + busy + plain, first, last), "BUSY").empty
+    found = triggered(judge(steady_news(28) + busy + risky, first, last), "BUSY")
+    assert not found.empty and set(found["metric"]) == {"risk_event_stories"}

@@ -82,15 +82,16 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 def test_demo_exits_0_and_prints_the_summary(demo_run: DemoRun) -> None:
     assert demo_run.result.returncode == 0, demo_run.result.stderr[-3000:]
     assert re.search(r"replayed 906 messages in \d+s; 906 articles in the database", demo_run.result.stdout)
-    assert re.search(rf"#\d+ {NEGATIVE_STORY}\s+negative_spike", demo_run.result.stdout)
+    assert re.search(rf"#\d+ {NEGATIVE_STORY}\s+negative_news .* adverse stories in ", demo_run.result.stdout)
 
 
-def test_the_negative_story_raises_a_spike_alert_with_its_evidence(demo_run: DemoRun) -> None:
-    spikes = [a for a in demo_run.alerts if a["entity"] == NEGATIVE_STORY and a["rule"] == "negative_spike"]
-    assert len(spikes) == 1, demo_run.alerts
-    evidence = spikes[0]["evidence"]
-    assert evidence["article_count"] >= 5
-    assert any("Pfizer" in article["headline"] for article in evidence["top_negative"])
+def test_the_negative_story_raises_one_alert_with_its_evidence(demo_run: DemoRun) -> None:
+    alerts = [a for a in demo_run.alerts if a["entity"] == NEGATIVE_STORY]
+    assert [a["rule"] for a in alerts] == ["negative_news"], demo_run.alerts
+    first = alerts[0]["evidence"]["first"]
+    assert first["observed"] >= 3 and first["tail_probability"] <= first["threshold"]
+    assert "15:30" <= first["bucket_start"][11:16] <= "16:00", "it fires as the story breaks (15:30)"
+    assert any("Pfizer" in article["headline"] for article in first["top_negative"])
 
 
 def test_no_alert_for_the_quiet_tickers_nor_the_positive_story(demo_run: DemoRun) -> None:

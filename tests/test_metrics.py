@@ -197,10 +197,10 @@ def test_scheduler_process_counts_alerts_raised_and_failed_deliveries(
                 samples = scrape(metrics_port)
             except OSError:
                 return None
-            done = value(samples, "finsent_deliveries_failed_total", channel="webhook") == 2
-            return samples if done and value(samples, "finsent_deliveries_sent_total", channel="log") == 2 else None
+            done = value(samples, "finsent_deliveries_failed_total", channel="webhook") == 1
+            return samples if done and value(samples, "finsent_deliveries_sent_total", channel="log") == 1 else None
 
-        samples = wait_until(settled, timeout_s=90, what=f"fired and resolved deliveries; log:\n{scheduler.log_text()[-3000:]}")
+        samples = wait_until(settled, timeout_s=90, what=f"the fired alert's deliveries; log:\n{scheduler.log_text()[-3000:]}")
         scheduler.send(signal.SIGTERM)
         assert scheduler.wait(30) == 0
     finally:
@@ -215,7 +215,7 @@ def test_scheduler_process_counts_alerts_raised_and_failed_deliveries(
     raised = [v for (name, _), v in samples.items() if name == "finsent_alerts_raised_total"]
     assert sum(raised) == 1, "one alert raised in all"
     assert value(samples, "finsent_alert_transitions_total", kind="fired") == 1
-    assert value(samples, "finsent_alert_transitions_total", kind="resolved") == 1
+    assert (value(samples, "finsent_alert_transitions_total", kind="resolved") or 0) == 0, "still in its horizons"
     assert value(samples, "finsent_alert_transitions_total", kind="escalated") == 0
     assert value(samples, "finsent_deliveries_sent_total", channel="webhook") == 0
     assert value(samples, "finsent_deliveries_failed_total", channel="log") == 0
@@ -228,5 +228,5 @@ def test_scheduler_process_counts_alerts_raised_and_failed_deliveries(
     assert sum(int(line["fired"]) for line in passes) == 1
     assert all({"judged_buckets", "candidates", "firing", "duration_ms", "watermark"} <= set(line) for line in passes)
     deliveries = log_lines(log, "delivery_pass")
-    assert sum(int(line["failed"]) for line in deliveries) == 2 and sum(int(line["sent"]) for line in deliveries) == 2
+    assert sum(int(line["failed"]) for line in deliveries) == 1 and sum(int(line["sent"]) for line in deliveries) == 1
     assert all("duration_ms" in line for line in deliveries)

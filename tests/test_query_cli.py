@@ -303,12 +303,14 @@ def test_recent_alerts_shows_the_alerts_with_their_evidence(alert_history: Engin
         rows = {row.id: row for row in connection.execute(sa.text("SELECT * FROM recent_alerts"))}
     assert set(rows) == {alert_id, old_firing}, "old resolved alerts drop out; firing ones stay however old"
     shown = rows[alert_id]
-    assert (shown.entity, shown.rule, shown.width, shown.state) == ("PFE", "negative_spike", "5m", "resolved")
-    assert shown.z_score == pytest.approx(evidence["z_score"]) and shown.z_score > 3.5
-    assert shown.article_count == evidence["article_count"] == 10
-    assert (shown.metric, shown.baseline_source) == (evidence["metric"], evidence["baseline_source"])
+    assert (shown.entity, shown.rule, shown.width, shown.state) == ("PFE", "negative_news", "5m", "firing")
+    assert shown.tail_probability == pytest.approx(evidence["tail_probability"]) and shown.tail_probability < 1e-4
+    assert shown.observed_stories == evidence["observed"] >= 10 and shown.expected_stories == pytest.approx(evidence["expected"])
+    assert shown.horizon == evidence["horizon"] and shown.article_count == evidence["article_count"]
+    assert (shown.metric, shown.baseline_source) == (evidence["metric"], evidence["baseline_source"]) == ("adverse_stories", "prior")
+    assert shown.z_score is None, "the count model has no z-score"
     assert shown.bucket_start == bucket(100) and shown.bucket_end == bucket(101)
-    assert shown.last_seen_at == last_bucket + timedelta(minutes=5) == shown.resolved_at
+    assert shown.last_seen_at == last_bucket + timedelta(minutes=5)
     assert shown.acknowledged and shown.acked_at is not None and shown.silenced is False
     assert rows[old_firing].z_score is None, "evidence that is not a number reads as NULL, not an error"
     assert old_resolved not in rows

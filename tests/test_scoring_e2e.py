@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 NEGATIVE_HEADLINE = "Acme shares plunge after the company issues a profit warning and cuts its dividend"
 POSITIVE_HEADLINE = "Acme shares soar after record quarterly profit beats estimates and the dividend is raised"
+RISK_HEADLINE = "Acme chairman arrested in Tokyo over pay misreporting"
+COPY_OF_RISK = "UPDATE 1-Acme chairman arrested in Tokyo over pay misreporting - Reuters"
 NEUTRAL_LINES = [
     "Acme to hold its annual general meeting in Helsinki on Tuesday",
     "Acme names new head of investor relations",
@@ -29,7 +31,8 @@ NEUTRAL_LINES = [
 
 
 def news_stream() -> list[tuple[bytes | None, bytes]]:
-    """Forty articles about ACME over two hours, with a negative and a positive headline among them."""
+    """Forty articles about ACME over two hours, with a negative, a positive and a risk-event headline
+    (and a syndicated copy of it three minutes later) among them."""
     messages = []
     for index in range(40):
         headline = NEUTRAL_LINES[index % len(NEUTRAL_LINES)] + f" ({index})"
@@ -37,6 +40,10 @@ def news_stream() -> list[tuple[bytes | None, bytes]]:
             headline = NEGATIVE_HEADLINE
         if index == 31:
             headline = POSITIVE_HEADLINE
+        if index == 20:
+            headline = RISK_HEADLINE
+        if index == 21:
+            headline = COPY_OF_RISK
         published = START + timedelta(minutes=3 * index)
         messages.append((None, json.dumps({"id": f"e2e-{index}", "published_at": published.isoformat(),
                                             "headline": headline, "tickers": ["ACME"]}).encode()))
@@ -80,6 +87,17 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
             {"width": 300}).all(), columns=["bucket", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index"])
     assert labels[NEGATIVE_HEADLINE] == "negative"
     assert labels[POSITIVE_HEADLINE] == "positive"
+    with engine.connect() as connection:
+        risk = dict(connection.execute(sa.text(
+            "SELECT a.headline, s.risk_tags FROM article_scores s JOIN articles a ON a.id = s.article_id")).all())
+        adverse = connection.execute(sa.text(
+            "SELECT sum(adverse_count), sum(risk_count), sum(story_count), sum(article_count) FROM timesteps "
+            "WHERE entity = 'ACME' AND width_seconds = 300")).one()
+    assert risk[RISK_HEADLINE] == risk[COPY_OF_RISK] == ["executive_legal"], "an arrest is a risk event, whatever its tone"
+    assert risk[NEUTRAL_LINES[0] + " (0)"] == []
+    assert adverse[3] == 40 and adverse[2] == 39, "the syndicated copy is no story of its own"
+    # Risk-event stories: the arrest (once) and the profit warning; both adverse too.
+    assert adverse[1] == 2 and adverse[0] >= 2
 
     scores["published_at"] = pd.to_datetime(scores["published_at"], utc=True)
     expected = direct_timesteps(scores, 300, float(settings.emotion_half_life))

@@ -174,7 +174,7 @@ def test_recompute_spans_reach_the_influence_horizon_and_merge() -> None:
     half_life = 3600.0
     live = datetime(2026, 3, 2, 14, 7, tzinfo=timezone.utc)
     late = live - timedelta(days=30)
-    reach = timedelta(seconds=INFLUENCE_HALF_LIVES * half_life + 300)
+    reach = timedelta(seconds=INFLUENCE_HALF_LIVES * half_life + 300)  # 60 hours: longer than a story's day
     spans = recompute_spans([live, late, live + timedelta(minutes=1)], 300, half_life)
     assert spans == [
         (bucket_start(late, 300), bucket_start(late + reach, 300) + timedelta(seconds=300)),

@@ -45,7 +45,8 @@ def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
             first_bucket=alert.bucket_start, last_bucket=alert.last_bucket_start, severity=alert.severity,
             value=alert.value, baseline=alert.baseline, quiet_buckets=alert.quiet_buckets,
             last_notified_at=alert.last_notified_at or alert.bucket_start, acked=alert.acked_at is not None,
-            alert_id=alert.id, candidate=dict(alert.evidence or {}),
+            alert_id=alert.id, candidate=dict((alert.evidence or {}).get("latest") or alert.evidence or {}),
+            first=dict((alert.evidence or {}).get("first") or {}), peak=dict((alert.evidence or {}).get("peak") or {}),
         )
         for alert in rows
     }
@@ -121,8 +122,10 @@ def store_transitions(
             continue
         alert_id = ids.get(state.dedup_key) or state.alert_id
         if alert_id is not None:
+            # The latest trigger's numbers and evidence, so an alert always describes one moment.
             session.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "firing").values(
-                last_bucket_start=state.last_bucket, quiet_buckets=state.quiet_buckets))
+                last_bucket_start=state.last_bucket, quiet_buckets=state.quiet_buckets, value=state.value,
+                baseline=state.baseline, evidence=evidence(state)))
     return report
 
 

@@ -1,10 +1,10 @@
 """`finsent backtest`: the live detection and lifecycle over stored history, as if a scheduler had
 judged every bucket when it closed, without sending anything.
 
-It reads the history in slices (a week of buckets at a time, plus each slice's lookback), carries
-the firing alerts from slice to slice, and returns one row per alert episode with its evidence.
-The one difference from live: it sees late articles that a live pass, judging a bucket once
-`FINSENT_ALERT_LATENESS` after its end, might have missed.
+It judges the span with the live pass's own code (`judging.judge_span`) and returns one row per
+alert episode with its evidence at first trigger and at its peak. The one difference from live:
+it sees late articles that a live pass, judging a bucket once `FINSENT_ALERT_LATENESS` after its
+end, might have missed.
 """
 
 from __future__ import annotations
@@ -19,22 +19,19 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.alert_store import StoreReport, store_transitions
-from pipeline.alerting.detection_pass import PASS_LOCK_KEY, build_evidence
-from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, AlertState, LifecyclePolicy, Transition, advance
-from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.alerting.detection_pass import PASS_LOCK_KEY
+from pipeline.alerting.evidence import build_evidence, moment_evidence
+from pipeline.alerting.judging import Progress, judge_span
+from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, AlertState, LifecyclePolicy, Transition
+from pipeline.alerting.rules import DetectionRules
 from pipeline.timesteps import bucket_start
-from storage.queries import timesteps_window, top_negative_articles
-
-SLICE_BUCKETS = 2016
-"""Buckets judged per slice: a week of 5-minute buckets."""
+from storage.queries import top_negative_articles
 
 ALERT_COLUMNS = [
-    "entity", "rule", "width_seconds", "fired_bucket", "severity", "max_severity", "value", "baseline", "z_score",
-    "article_count", "baseline_source", "escalations", "repeats", "resolved_at", "top_negative",
+    "entity", "rule", "width_seconds", "fired_bucket", "severity", "max_severity", "horizon", "value", "baseline",
+    "tail_probability", "baseline_source", "peak_bucket", "peak_value", "peak_tail_probability", "escalations",
+    "repeats", "resolved_at", "top_negative",
 ]
-
-Progress = Callable[[int, int], None]
-"""(buckets judged so far, buckets in all)."""
 
 
 @dataclass(frozen=True)
@@ -59,30 +56,15 @@ def run_backtest(
     step = timedelta(seconds=width_seconds)
     first = bucket_start(start, width_seconds)
     last = bucket_start(end - timedelta(microseconds=1), width_seconds)
-    total = max(0, int((last - first) // step) + 1)
     entities = None if entity is None else sorted({entity, market_entity})
-    firing: dict[str, AlertState] = {}
-    transitions: list[Transition] = []
-    seen: set[str] = set()
-    done = 0
     with engine.connect() as connection:
-        slice_start = first
-        while slice_start <= last:
-            slice_end = min(last, slice_start + (SLICE_BUCKETS - 1) * step)
-            frame = timesteps_window(connection, width_seconds, slice_start - rules.lookback_buckets * step,
-                                     slice_end + step, entities)
-            seen.update(frame["entity"].unique())
-            candidates = detect(frame, width_seconds, slice_start, slice_end, rules, market_entity)
-            if entity is not None:
-                candidates = candidates[candidates["entity"] == entity]
-            firing, changes = advance(firing, candidates.to_dict("records"), width_seconds, slice_start, slice_end, policy)
-            transitions.extend(changes)
-            done += int((slice_end - slice_start) // step) + 1
-            if progress is not None:
-                progress(done, total)
-            slice_start = slice_end + step
+        span = judge_span(connection, width_seconds, first, last, rules, policy, market_entity, {}, entities, progress)
+        transitions = span.transitions
+        if entity is not None:
+            transitions = [t for t in transitions if t.state.entity == entity]
         alerts = _episodes(transitions, lambda name, s, e: top_negative_articles(connection, name, s, e), width_seconds)
-    return BacktestResult(alerts, transitions, total, len(seen))
+    total = max(0, int((last - first) // step) + 1)
+    return BacktestResult(alerts, transitions, total, len(span.entities))
 
 
 def write_backtest(engine: Engine, result: BacktestResult, width_seconds: int) -> StoreReport:
@@ -104,18 +86,24 @@ def _episodes(transitions: Sequence[Transition], headlines: Callable[[str, datet
     for transition in transitions:
         state = transition.state
         if transition.kind == FIRED:
-            evidence = build_evidence(state, width_seconds, headlines)
+            first = build_evidence(state, width_seconds, headlines)["first"]
             rows[state.dedup_key] = {
                 "entity": state.entity, "rule": state.rule, "width_seconds": state.width_seconds,
                 "fired_bucket": state.first_bucket, "severity": state.severity, "max_severity": state.severity,
-                "value": evidence["value"], "baseline": evidence["baseline"], "z_score": evidence["z_score"],
-                "article_count": evidence["article_count"], "baseline_source": evidence["baseline_source"],
-                "escalations": 0, "repeats": 0, "resolved_at": None, "top_negative": evidence["top_negative"],
+                "horizon": first.get("horizon"), "value": first.get("observed"), "baseline": first.get("expected"),
+                "tail_probability": first.get("tail_probability"), "baseline_source": first.get("baseline_source"),
+                "peak_bucket": state.first_bucket, "peak_value": first.get("observed"),
+                "peak_tail_probability": first.get("tail_probability"), "escalations": 0, "repeats": 0,
+                "resolved_at": None, "top_negative": first.get("top_negative", []),
             }
-            continue
         row = rows.get(state.dedup_key)
         if row is None:
             continue
+        if state.peak:
+            peak = moment_evidence(state.entity, state.peak, width_seconds, lambda *_: [])
+            row["peak_bucket"] = pd.Timestamp(peak["bucket_start"])
+            row["peak_value"] = peak.get("observed")
+            row["peak_tail_probability"] = peak.get("tail_probability")
         if transition.kind == ESCALATED:
             row["escalations"] += 1
             row["max_severity"] = state.severity

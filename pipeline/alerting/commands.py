@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+import pandas as pd
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.cli_values import parse_moment
@@ -18,9 +19,8 @@ from pipeline.safe_text import escape_controls
 from pipeline.tabular import FORMATS, emit_frame, width_label
 
 RULE_SETTINGS = (
-    "alert_baseline_buckets", "alert_min_history", "alert_resolve_buckets", "alert_repeat_interval", "spike_metric",
-    "spike_z", "spike_min_rise", "spike_min_articles", "trend_buckets", "trend_drop", "trend_min_articles", "buzz_z",
-    "buzz_ratio", "buzz_min_articles", "buzz_max_sentiment",
+    "alert_horizons", "alert_trailing", "alert_prior_weight", "alert_false_alarms_per_year", "alert_min_stories",
+    "alert_resolve_buckets", "alert_repeat_interval",
 )
 _LISTED_ENTITIES = 20
 
@@ -39,6 +39,11 @@ def add_alert_commands(commands: Any) -> None:
     backtest.add_argument("--format", choices=FORMATS, default="table")
     backtest.add_argument("--out", type=Path, help="write the alerts here (format from --format) instead of stdout")
     backtest.add_argument("--write", action="store_true", help="also store the alerts in the live alert tables (nothing is sent)")
+    backtest.add_argument("--events", type=Path, metavar="CSV",
+                          help="score the alerts against known events (CSV with columns ticker,event_date): "
+                               "per-event detection and delay, recall, unlisted alerts per ticker-month")
+    backtest.add_argument("--evaluate-from", dest="evaluate_from", type=_moment, metavar="MOMENT",
+                          help="with --events: count events, unlisted alerts and ticker-months from here on (default --from)")
     for field in RULE_SETTINGS:
         spec = next(s for s in SETTING_SPECS if s.field == field)
         backtest.add_argument(f"--{field.replace('_', '-')}", dest=f"rule_{field}", metavar="VALUE",
@@ -111,6 +116,7 @@ def run_backtest_command(settings: Settings, arguments: argparse.Namespace) -> i
     if arguments.end <= arguments.start:
         raise UserError(f"--to {arguments.end.isoformat()} must be after --from {arguments.start.isoformat()}")
     settings = _with_rule_overrides(settings, arguments)
+    events = _known_events(arguments)
     width = arguments.width or settings.judged_widths[0]
     if width not in settings.bucket_widths:
         raise UserError(f"--width {width}s is not a stored bucket width; choose one of "
@@ -127,7 +133,10 @@ def run_backtest_command(settings: Settings, arguments: argparse.Namespace) -> i
                                   width, arguments.start, arguments.end, settings.market_entity, arguments.entity, progress)
         print(f"judged {result.buckets} buckets of {width}s for {result.entities} entities: "
               f"{len(result.alerts)} alerts would have fired", file=sys.stderr)
-        emit_frame(result.alerts, arguments.format, arguments.out, empty="no alerts")
+        if events is None:
+            emit_frame(result.alerts, arguments.format, arguments.out, empty="no alerts")
+        else:
+            _emit_evaluated(database.engine, result.alerts, events, settings.market_entity, arguments)
         if arguments.write:
             stored = write_backtest(database.engine, result, width)
             print(f"stored {stored.transitions.get('fired', 0)} new alerts "
@@ -135,6 +144,58 @@ def run_backtest_command(settings: Settings, arguments: argparse.Namespace) -> i
     finally:
         database.close()
     return 0
+
+
+def _known_events(arguments: argparse.Namespace) -> pd.DataFrame | None:
+    """The --events file, checked with --evaluate-from and --format before any database work."""
+    from pipeline.alerting.events_file import read_events
+
+    if arguments.events is None:
+        if arguments.evaluate_from is not None:
+            raise UserError("--evaluate-from bounds the scoring of --events: add --events FILE.csv, or drop --evaluate-from")
+        return None
+    if arguments.format == "csv" and arguments.out is None:
+        raise UserError("--format csv with --events would mix the alerts and the evaluation on stdout: add --out FILE "
+                        "for the alerts (the evaluation then prints on stdout), or use --format table or json")
+    if arguments.evaluate_from is not None and not arguments.start <= arguments.evaluate_from < arguments.end:
+        raise UserError(f"--evaluate-from {arguments.evaluate_from.isoformat()} is outside the backtest "
+                        f"[--from {arguments.start.isoformat()}, --to {arguments.end.isoformat()}): choose a moment inside it")
+    return read_events(arguments.events)
+
+
+def _emit_evaluated(engine: Engine, alerts: pd.DataFrame, events: pd.DataFrame, market_entity: str,
+                    arguments: argparse.Namespace) -> None:
+    """The alerts as usual (stdout or --out), then their evaluation against the known events: one
+    JSON document with both keys for --format json on stdout, else the per-event table and figures."""
+    import json
+
+    from pipeline.alerting.evaluation import DETECTION_BEFORE, evaluate_alerts
+    from pipeline.alerting.evaluation_report import evaluation_document, evaluation_text
+    from storage.queries import entity_days
+
+    evaluate_from = arguments.evaluate_from or arguments.start
+    since = evaluate_from  # and back to the detection window of the earliest event, for its delay
+    if len(events):
+        earliest = datetime.combine(events["event_date"].min(), time(), timezone.utc)
+        since = min(since, _span_before(earliest, int(DETECTION_BEFORE.total_seconds())))
+    with engine.connect() as connection:
+        coverage = entity_days(connection, since, arguments.end)
+    if arguments.entity is not None:  # one entity judged: its events and its ticker-months only
+        events = events[events["ticker"] == arguments.entity]
+        coverage = coverage[coverage["entity"] == arguments.entity]
+    evaluation = evaluate_alerts(alerts, events, coverage, market_entity, evaluate_from, arguments.end)
+    if arguments.format != "json":
+        emit_frame(alerts, arguments.format, arguments.out, empty="no alerts")
+        if arguments.out is None:
+            sys.stdout.write("\n")
+        sys.stdout.write(evaluation_text(evaluation, market_entity))
+        return
+    document: dict[str, Any] = {"evaluation": evaluation_document(evaluation, market_entity)}
+    if arguments.out is None:
+        document = {"alerts": json.loads(alerts.to_json(orient="records", date_format="iso")), **document}
+    else:
+        emit_frame(alerts, "json", arguments.out)
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -155,11 +216,12 @@ def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
         database.close()
     if arguments.format == "table":
         frame = frame.assign(
-            z=frame["evidence"].map(lambda e: (e or {}).get("z_score")),
+            horizon=frame["evidence"].map(lambda e: (e or {}).get("horizon")),
+            chance=frame["evidence"].map(lambda e: (e or {}).get("tail_probability")),
             articles=frame["evidence"].map(lambda e: (e or {}).get("article_count")),
             width=frame["width_seconds"].map(width_label),
-        )[["id", "entity", "rule", "width", "bucket_start", "severity", "state", "value", "baseline", "z", "articles",
-           "acked_at", "silenced"]]
+        )[["id", "entity", "rule", "width", "bucket_start", "severity", "state", "horizon", "value", "baseline", "chance",
+           "articles", "acked_at", "silenced"]]
     emit_frame(frame, arguments.format, empty="no alerts")
     return 0
 

@@ -7,6 +7,10 @@ for `idle_close`, the wall clock takes over so the last buckets of a quiet strea
 The watermark never runs ahead of the wall clock, whatever time an article claims: one article
 dated 9999 (stored before validation refused such times) must not mark the future as judged.
 
+A pass judges every bucket closed since the last one, however many: after downtime, or on a
+database holding a long replay it has never judged (then from its first bucket), it judges them
+all, with the backtest's own code (`judging.judge_span`), so live equals backtest.
+
 The whole pass is one transaction under a transaction-level advisory lock: two passes (two
 scheduler replicas, or a pass and `finsent backtest --write`) run one after the other, the
 second sees the first one's progress, and a crash leaves nothing half-judged.
@@ -15,7 +19,6 @@ second sees the first one's progress, and a crash leaves nothing half-judged.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,17 +37,16 @@ from pipeline.alerting.alert_store import (
     set_evaluated_through,
     store_transitions,
 )
-from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, advance, as_datetime
-from pipeline.alerting.rules import DetectionRules, detect
+from pipeline.alerting.evidence import build_evidence
+from pipeline.alerting.judging import judge_span
+from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy
+from pipeline.alerting.rules import DetectionRules
 from pipeline.timesteps import bucket_start
-from storage.queries import ingest_watermark, timesteps_window, top_negative_articles
+from storage.queries import first_bucket, ingest_watermark, top_negative_articles
 
 log = logging.getLogger(__name__)
 
 PASS_LOCK_KEY = 0x66696E73_70617373  # 'finspass'
-MAX_BUCKETS_PER_PASS = 288
-"""A scheduler catching up after downtime judges at most this many buckets per width in one pass;
-on a database it has never judged, it starts this many buckets back (older history is backtest's job)."""
 
 
 @dataclass(frozen=True)
@@ -135,20 +137,22 @@ class DetectionPass:
         else:
             last_closed = bucket_start(report.watermark - self._schedule.lateness - step, width)
         done = evaluated_through(session, width)
-        judge_from = done + step if done is not None else last_closed - (MAX_BUCKETS_PER_PASS - 1) * step
-        if judge_from > last_closed:
+        if done is None:
+            done = first_bucket(session.connection(), width)
+            if done is None:
+                return
+            done -= step
+        judge_from, judge_through = done + step, last_closed
+        if judge_from > judge_through:
             return
-        judge_through = min(last_closed, judge_from + (MAX_BUCKETS_PER_PASS - 1) * step)
-        frame = timesteps_window(session.connection(), width, judge_from - self._rules.lookback_buckets * step,
-                                 judge_through + step)
-        candidates = detect(frame, width, judge_from, judge_through, self._rules, self._schedule.market_entity)
-        firing, transitions = advance(load_firing(session, width), candidates.to_dict("records"), width, judge_from,
-                                      judge_through, self._policy)
-        stored = store_transitions(session, transitions, firing, evidence_reader(session, width), self._route, silences)
+        span = judge_span(session.connection(), width, judge_from, judge_through, self._rules, self._policy,
+                          self._schedule.market_entity, load_firing(session, width))
+        stored = store_transitions(session, span.transitions, span.firing, evidence_reader(session, width), self._route,
+                                   silences)
         set_evaluated_through(session, width, judge_through)
         report.judged[width] = (judge_from, judge_through)
-        report.candidates += int(candidates["triggered"].sum()) if not candidates.empty else 0
-        report.firing += len(firing)
+        report.candidates += span.candidates
+        report.firing += len(span.firing)
         for kind, count in stored.transitions.items():
             report.stored.transitions[kind] = report.stored.transitions.get(kind, 0) + count
         report.stored.deliveries += stored.deliveries
@@ -159,43 +163,19 @@ class DetectionPass:
 
 
 def evidence_reader(session: Session, width: int) -> Callable[[AlertState], dict[str, Any]]:
-    """Evidence of an alert's latest triggering bucket: detection's numbers plus its most negative headlines."""
-    cache: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
+    """Evidence of an alert (first, peak and latest moments), with the most adverse headlines of each window."""
+    cache: dict[tuple[str, datetime, datetime], list[dict[str, Any]]] = {}
+
+    def headlines(entity: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        key = (entity, start, end)
+        if key not in cache:
+            cache[key] = top_negative_articles(session.connection(), entity, start, end)
+        return cache[key]
 
     def evidence(state: AlertState) -> dict[str, Any]:
-        return build_evidence(state, width, lambda entity, start, end: cache.setdefault(
-            (entity, start), top_negative_articles(session.connection(), entity, start, end)))
+        return build_evidence(state, width, headlines)
 
     return evidence
-
-
-def build_evidence(state: AlertState, width: int,
-                   headlines: Callable[[str, datetime, datetime], list[dict[str, Any]]]) -> dict[str, Any]:
-    row = state.candidate
-    if "bucket_start" not in row:
-        return dict(row)
-    bucket = as_datetime(row["bucket_start"])
-    if isinstance(bucket, str):
-        return dict(row)
-    end = bucket + timedelta(seconds=width)
-    return {
-        "metric": row["metric"],
-        "value": _number(row["value"]),
-        "baseline": _number(row["baseline"]),
-        "scale": _number(row["scale"]),
-        "z_score": _number(row["z_score"]),
-        "threshold": _number(row["threshold"]),
-        "article_count": int(row["article_count"]),
-        "baseline_source": row["baseline_source"],
-        "bucket_start": bucket.isoformat(),
-        "bucket_end": end.isoformat(),
-        "top_negative": headlines(state.entity, bucket, end),
-    }
-
-
-def _number(value: Any) -> float | None:
-    number = float(value)
-    return round(number, 6) if math.isfinite(number) else None
 
 
 def _buckets(span: tuple[datetime, datetime], width: int) -> int:

@@ -61,6 +61,10 @@ class AlertState:
     alert_id: int | None = None
     candidate: Mapping[str, Any] = field(default_factory=dict)
     """The latest triggering candidate row (detection's evidence)."""
+    first: Mapping[str, Any] = field(default_factory=dict)
+    """The candidate that fired the alert."""
+    peak: Mapping[str, Any] = field(default_factory=dict)
+    """The rarest candidate of the episode (smallest tail probability; the latest among equals)."""
 
     @property
     def firing(self) -> bool:
@@ -137,7 +141,8 @@ def _run_one(
         elif row is not None:
             severity = str(row["severity"])
             state = replace(state, last_bucket=bucket, quiet_buckets=0, value=float(row["value"]),
-                            baseline=float(row["baseline"]), candidate=row)
+                            baseline=float(row["baseline"]), candidate=row,
+                            peak=row if _rarity(row) <= _rarity(state.peak) else state.peak)
             if severity_rank(severity) > severity_rank(state.severity):
                 state = replace(state, severity=severity, last_notified_at=end)
                 changes.append(Transition(ESCALATED, bucket, state))
@@ -169,7 +174,18 @@ def _fire(row: Mapping[str, Any], bucket: datetime, end: datetime, width: timede
         quiet_buckets=0,
         last_notified_at=end,
         candidate=row,
+        first=row,
+        peak=row,
     )
+
+
+def _rarity(row: Mapping[str, Any]) -> float:
+    """How rare a candidate is: its tail probability (1 when unknown, so any real one is rarer)."""
+    value = row.get("tail_probability")
+    try:
+        return float(value) if value is not None else 1.0
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _next(buckets: list[datetime], at_or_after: datetime) -> datetime | None:

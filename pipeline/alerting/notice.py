@@ -21,7 +21,7 @@ JSON payload (`AlertNotice.payload()`, schema version 1; keys are sorted in `to_
 | severity | string | warning, major or critical, at this event |
 | state | string | firing, or resolved for a resolved event |
 | value, baseline | number | the rule's metric in the bucket and its baseline |
-| evidence | object | metric, z_score, threshold, article_count, baseline_source, bucket_start, bucket_end, top_negative [{id, headline, p_negative, published_at}] ... |
+| evidence | object | the latest moment's metric, observed, expected, horizon, tail_probability, false_alarms_per_year, threshold, article_count, mean_p_negative, baseline_p_negative, baseline_source, bucket_start, bucket_end, window_start, top_negative [{id, headline, p_negative, risk_tags, published_at}]; and first, peak, latest: each such a moment |
 | fired_at | ISO 8601 | when the alert was recorded |
 | resolved_at | ISO 8601 or null | set on resolved events only |
 | acked | bool | whether someone acknowledged the alert |
@@ -70,9 +70,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _number(value: Any) -> str:
-    """0.6200 -> '0.62', 40.0 -> '40'; anything that is not a number is shown as it is."""
+    """0.6200 -> '0.62', 40.0 -> '40', 0.0000021 -> '2.1e-06' (a chance must not round to 0);
+    anything that is not a number is shown as it is."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
+    if value and abs(value) < 0.001:
+        return f"{value:.2g}"
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
@@ -154,12 +157,13 @@ class AlertNotice:
         return json.dumps(self.payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
     def title(self) -> str:
-        """One line: '[MAJOR] PFE negative_spike fired (5m bucket 2026-03-02T14:00:00+00:00)'."""
+        """One line: '[MAJOR] PFE negative_news fired (5m bucket 2026-03-02T14:00:00+00:00)'."""
         label = "RESOLVED" if self.event == "resolved" else self.severity.upper()
         return f"[{label}] {self.entity} {self.rule} {self.event} ({_width(self.width_seconds)} bucket {_iso(self.bucket_start)})"
 
     def text(self) -> str:
-        """Summary line, then the evidence: value vs baseline, z-score, articles, top negative headlines."""
+        """Summary line, then why: observed vs expected adverse stories over the horizon, how rare that
+        is, tone against the baseline, prior or own history, and the top negative headlines."""
         evidence = self.evidence
         metric = evidence.get("metric", "value")
         lines = [
@@ -167,18 +171,12 @@ class AlertNotice:
             f"{_number(self.baseline)}, severity {self.severity}, state {self.state}"
             + (", acknowledged" if self.acked else ""),
         ]
-        facts = []
-        if "z_score" in evidence:
-            threshold = f" (threshold {_number(evidence['threshold'])})" if "threshold" in evidence else ""
-            facts.append(f"z-score {_number(evidence['z_score'])}{threshold}")
-        if "article_count" in evidence:
-            facts.append(f"{_number(evidence['article_count'])} articles")
-        if "bucket_start" in evidence and "bucket_end" in evidence:
-            facts.append(f"bucket {evidence['bucket_start']} to {evidence['bucket_end']}")
-        if "baseline_source" in evidence:
-            facts.append(f"baseline from {'market prior' if evidence['baseline_source'] == 'market' else 'own history'}")
+        facts = _facts(evidence)
         if facts:
             lines.append("Evidence: " + ", ".join(facts))
+        peak = evidence.get("peak")
+        if isinstance(peak, dict) and peak.get("bucket_start") != evidence.get("bucket_start") and _facts(peak):
+            lines.append("Peak: " + ", ".join(_facts(peak)))
         headlines = list(evidence.get("top_negative") or [])[:TOP_HEADLINES_SHOWN]
         if headlines:
             lines.append("Top negative headlines:")
@@ -186,11 +184,38 @@ class AlertNotice:
                 details = [f"id {item.get('id')}"]
                 if "p_negative" in item:
                     details.append(f"p_negative {_number(item['p_negative'])}")
+                if item.get("risk_tags"):
+                    details.append("risk " + "/".join(str(tag) for tag in item["risk_tags"]))
                 if item.get("published_at"):
                     details.append(f"published {item['published_at']}")
                 lines.append(f"- {item.get('headline', '')} ({', '.join(details)})")
         lines.append(f"Alert {self.alert_id}, idempotency key {self.idempotency_key}")
         return "\n".join(lines)
+
+
+def _facts(evidence: dict[str, Any]) -> list[str]:
+    """The evidence of one moment as short phrases a person reads at a glance."""
+    facts = []
+    if evidence.get("observed") is not None and evidence.get("expected") is not None:
+        facts.append(f"{_number(evidence['observed'])} adverse stories in {evidence.get('horizon', '?')} "
+                     f"where {_number(evidence['expected'])} were expected")
+    if evidence.get("tail_probability") is not None:
+        facts.append(f"chance {_number(evidence['tail_probability'])} (about {_number(evidence.get('false_alarms_per_year'))} "
+                     "such alarms per entity-year by chance)")
+    if evidence.get("z_score") is not None:
+        threshold = f" (threshold {_number(evidence['threshold'])})" if "threshold" in evidence else ""
+        facts.append(f"z-score {_number(evidence['z_score'])}{threshold}")
+    if evidence.get("mean_p_negative") is not None and evidence.get("baseline_p_negative") is not None:
+        facts.append(f"mean p_negative {_number(evidence['mean_p_negative'])} vs {_number(evidence['baseline_p_negative'])}")
+    if evidence.get("article_count") is not None:
+        facts.append(f"{_number(evidence['article_count'])} articles")
+    if "bucket_start" in evidence and "bucket_end" in evidence:
+        facts.append(f"window {evidence.get('window_start', evidence['bucket_start'])} to {evidence['bucket_end']}")
+    if evidence.get("baseline_source"):
+        source = evidence["baseline_source"]
+        facts.append("expected rate from " + ("the market-wide prior (little own history)" if source in ("prior", "market")
+                                              else "its own history"))
+    return facts
 
 
 def _width(seconds: int) -> str:

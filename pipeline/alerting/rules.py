@@ -1,34 +1,41 @@
-"""Detection rules: a pure function from a timestep frame to the buckets where a rule triggers.
+"""Detection: a pure function from stored buckets to the buckets where an entity's adverse news surges.
 
-The same code judges one bucket per entity in a live pass and every bucket of months of history
-in a backtest: the frame is laid out as an entity x bucket grid and each judged bucket is
-compared with the `baseline_buckets` buckets before it, vectorised with numpy.
+Real news is sparse and bursty: a company gets a few headlines a day, most buckets are empty, the
+big stories hit companies with no history and build over hours. So detection judges counts over
+rolling horizons, not single buckets:
 
-Rules (each judged per entity and bucket width; parameters in `DetectionRules`):
+- Evidence: for each judged bucket end t and horizon H (default 1h, 6h, 1d, 3d), the entity's
+  adverse stories in (t - H, t]: `timesteps.adverse_count` summed over the buckets (negative or
+  risk-tagged articles, a syndicated copy counting 0 and a feed dump 1; pipeline/timesteps.py),
+  and among them its risk-event stories (`risk_count`: a lexicon match that names the event).
+  Both series are judged the same way; the rarer is the evidence (see SERIES).
+- Expected rate, from the entity's own trailing window in event time, [h - Hmax - trailing,
+  h - Hmax) where h is the hour of t and Hmax the longest horizon (it ends where the story being
+  judged may start), blended with an empirical-Bayes prior: Gamma(alpha, beta) with beta =
+  `prior_weight` days of pseudo-history and alpha = beta * the market rate, the median over
+  entities with news in [h - trailing, h) of their adverse stories per day (the median, not the
+  mean: a few companies carry most of the news). A new entity is judged against that prior; its
+  own history takes over as it grows (weight T / (beta + T) after T days of stored news, quiet
+  days included: a company silent for weeks is expected to stay quieter than the median one).
+  Evidence says "prior" while the entity has no story of its own in the window, or T < beta.
+- Count model: the posterior predictive of a Poisson count under that Gamma, a negative binomial
+  (shape alpha + n, p = (beta + T) / (beta + T + H)); the tail P(N >= observed) is the rarity.
+- Trigger: a bucket that adds adverse stories, with some horizon holding at least `min_stories`
+  adverse stories and a tail at most the
+  threshold that spends the alarm budget, `false_alarms_per_year` per entity over every
+  (horizon, bucket) judgement in a year, treating each horizon's non-overlapping windows as the
+  independent tests (8760 one-hour + 1460 six-hour + 365 one-day + 122 three-day windows a year:
+  one false alarm per entity-year gives a tail of 9.3e-5).
+- Severity from rarity: expected false alarms per entity-year at the observed tail; warning
+  within the budget, major at a tenth of it, critical at a hundredth.
+- Hot: a bucket where some horizon up to `hot_horizon` still has a tail under `hot_factor` times
+  the threshold. It never fires an alert; it keeps a firing one open, so an alert resolves when
+  the story has gone quiet for a day, not when one hour passes without a headline.
+- The market-wide entity is judged on its own history only (it has no peers), as its own rule,
+  once it has a day of history.
 
-- negative_spike: the bucket's negative share (or mean p_negative) against the entity's trailing
-  robust baseline: median and scaled MAD (1.4826 * MAD, at least `SPIKE_SCALE_FLOOR`) over the
-  buckets with articles among the last `baseline_buckets`. Triggers when z >= spike.z, the rise
-  over the median >= spike.min_rise, and the bucket has >= spike.min_articles articles.
-  Cold start: an entity with fewer than `min_history` such buckets is judged against the market
-  entity's baseline (the prior), so a burst about a previously silent company still alerts.
-- negative_trend: the decayed emotion index has fallen by >= trend.drop over the last
-  trend.buckets buckets, with >= trend.min_articles articles in them, and the index it fell from
-  rested on a decay weight of >= trend.min_articles (a new entity's first few headlines are not a
-  level to fall from).
-- negative_buzz: the article count against its own trailing median and MAD (scale at least the
-  Poisson noise sqrt(median), and 1) while the system was receiving news (market bucket not
-  empty); triggers when z >= buzz.z, count >= buzz.min_articles and >= buzz.ratio x the median,
-  and the bucket's mean sentiment <= buzz.max_sentiment. A silent entity has a median of 0.
-  Buzz catches the bursts the spike rule misses: a bucket that raises a negative spike for an
-  entity does not also raise buzz for it (one story, one alert).
-
-Severity comes from how far past its thresholds the value is (`severity_for_excess`).
-
-Besides triggered rows, detection returns "hot" rows (`triggered` False): buckets where the rule's
-measure is still past its threshold but another condition fails (too few articles, say). They
-never fire an alert, but they keep a firing one from counting the bucket as quiet: an alert
-resolves only when the value is back within its baseline, not when the story goes thin.
+One candidate row per entity and triggered or hot bucket, for its rarest horizon; the lifecycle
+folds them into one alert episode per entity (pipeline/alerting/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -41,249 +48,391 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import betainc
 
-from pipeline.alerting.severity import severity_for_excess
+from pipeline.alerting.severity import SEVERITIES
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
-RULES: tuple[str, ...] = ("negative_spike", "negative_trend", "negative_buzz")
-SPIKE_SCALE_FLOOR = 0.05
-"""Smallest spread a negative-share baseline is given: a perfectly flat history is not infinitely certain."""
-MAD_TO_SIGMA = 1.4826
-PRIOR_MIN_BUCKETS = 3
-"""The market prior is used only when the market entity itself has this many buckets with articles."""
-_WINDOW_ELEMENTS = 8_000_000
-"""Upper bound on entity x judged-bucket x window values held at once (memory stays ~ 100 MB)."""
+COMPANY_RULE = "negative_news"
+MARKET_RULE = "market_negative_news"
+RULES: tuple[str, ...] = (COMPANY_RULE, MARKET_RULE)
+YEAR_SECONDS = 365 * 86400
+HOUR_SECONDS = 3600
+DAY_SECONDS = 86400
+SEVERITY_STEP = 10.0
+"""Each severity level is this many times rarer than the one below."""
+MARKET_MIN_HISTORY_DAYS = 1.0
+_ENTITY_BLOCK = 2000
+"""Entities judged at once: bounds the grids' memory (entities x buckets floats)."""
 
 CANDIDATE_COLUMNS = [
-    "entity", "rule", "width_seconds", "bucket_start", "triggered", "value", "baseline", "scale", "z_score",
-    "threshold", "article_count", "baseline_source", "metric", "severity",
+    "entity", "rule", "width_seconds", "bucket_start", "triggered", "value", "baseline", "horizon_seconds",
+    "tail_probability", "false_alarms_per_year", "threshold", "adverse_stories", "article_count", "baseline_stories",
+    "exposure_days",
+    "own_weight", "prior_rate", "mean_p_negative", "baseline_p_negative", "baseline_source", "metric", "severity",
 ]
-
-
-@dataclass(frozen=True)
-class SpikeRule:
-    metric: str = "negative_share"
-    z: float = 3.5
-    min_rise: float = 0.25
-    min_articles: int = 5
-
-
-@dataclass(frozen=True)
-class TrendRule:
-    buckets: int = 36
-    drop: float = 0.2
-    min_articles: int = 20
-
-
-@dataclass(frozen=True)
-class BuzzRule:
-    z: float = 4.0
-    ratio: float = 3.0
-    min_articles: int = 8
-    max_sentiment: float = -0.2
+HOURLY_COLUMNS = ["entity", "hour", "adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]
+BUCKET_COLUMNS = ["entity", "bucket_start", "adverse_count", "risk_count", "story_count", "article_count", "mean_p_negative"]
 
 
 @dataclass(frozen=True)
 class DetectionRules:
-    baseline_buckets: int = 48
-    min_history: int = 12
-    spike: SpikeRule = SpikeRule()
-    trend: TrendRule = TrendRule()
-    buzz: BuzzRule = BuzzRule()
+    horizons: tuple[int, ...] = (3600, 21600, 86400, 259200)
+    trailing_seconds: int = 28 * DAY_SECONDS
+    prior_weight_seconds: int = 7 * DAY_SECONDS
+    false_alarms_per_year: float = 1.0
+    min_stories: float = 3.0
+    hot_horizon_seconds: int = 259200
+    hot_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not self.horizons or any(h <= 0 for h in self.horizons):
+            raise ValueError(f"horizons must be positive seconds, got {self.horizons!r}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DetectionRules:
         return cls(
-            baseline_buckets=settings.alert_baseline_buckets,
-            min_history=settings.alert_min_history,
-            spike=SpikeRule(settings.spike_metric, settings.spike_z, settings.spike_min_rise, settings.spike_min_articles),
-            trend=TrendRule(settings.trend_buckets, settings.trend_drop, settings.trend_min_articles),
-            buzz=BuzzRule(settings.buzz_z, settings.buzz_ratio, settings.buzz_min_articles, settings.buzz_max_sentiment),
+            horizons=settings.alert_horizons,
+            trailing_seconds=settings.alert_trailing,
+            prior_weight_seconds=settings.alert_prior_weight,
+            false_alarms_per_year=settings.alert_false_alarms_per_year,
+            min_stories=settings.alert_min_stories,
         )
 
     @property
-    def lookback_buckets(self) -> int:
-        """Buckets before the first judged one that detection reads."""
-        return max(self.baseline_buckets, self.trend.buckets)
+    def longest_horizon(self) -> int:
+        return max(self.horizons)
+
+    @property
+    def judgements_per_year(self) -> float:
+        """Independent (horizon, window) tests per entity-year: each horizon's disjoint windows."""
+        return sum(YEAR_SECONDS / horizon for horizon in self.horizons)
+
+    @property
+    def threshold(self) -> float:
+        """The tail probability that spends `false_alarms_per_year` per entity."""
+        return self.false_alarms_per_year / self.judgements_per_year
+
+    @property
+    def lookback_seconds(self) -> int:
+        """How far before the first judged bucket detection reads buckets (the longest horizon)."""
+        return self.longest_horizon
+
+    @property
+    def history_seconds(self) -> int:
+        """How far before the first judged bucket detection reads hourly sums (own and prior windows)."""
+        return self.longest_horizon + self.trailing_seconds + HOUR_SECONDS
+
+    def severity(self, tail: float) -> str:
+        """warning within the alarm budget, major at a tenth of it, critical at a hundredth."""
+        if not math.isfinite(tail):
+            return SEVERITIES[-1]
+        expected = tail * self.judgements_per_year
+        level = 0
+        budget = self.false_alarms_per_year
+        while level < len(SEVERITIES) - 1 and expected <= budget / SEVERITY_STEP:
+            budget /= SEVERITY_STEP
+            level += 1
+        return SEVERITIES[level]
 
 
-@dataclass(frozen=True)
-class _Grid:
-    """The frame as entity x bucket arrays; column k is bucket `first + k * width`."""
-
-    entities: list[str]
-    first: pd.Timestamp
-    counts: np.ndarray
-    metric: np.ndarray
-    sentiment: np.ndarray
-    emotion_index: np.ndarray
-    decay_weight: np.ndarray
+def negative_binomial_tail(observed: np.ndarray, shape: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """P(N >= observed) for N ~ NB(shape, p) (failures before `shape` successes of probability p):
+    the regularized incomplete beta I_{1-p}(observed, shape); 1 where observed <= 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail = betainc(np.maximum(observed, 1e-12), np.maximum(shape, 1e-12), 1.0 - p)
+    return np.where(observed <= 0, 1.0, tail)
 
 
 def detect(
-    timesteps: pd.DataFrame,
+    buckets: pd.DataFrame,
+    hourly: pd.DataFrame,
+    data_start: datetime | None,
     width_seconds: int,
     judge_from: datetime,
     judge_through: datetime,
     rules: DetectionRules,
     market_entity: str,
 ) -> pd.DataFrame:
-    """Candidates (one row per entity, rule and triggered or hot bucket) for buckets starting in
+    """Candidates (one row per entity and triggered or hot bucket) for buckets starting in
     [judge_from, judge_through], oldest first.
 
-    `timesteps` holds the stored (non-empty) buckets of one width with columns entity,
-    bucket_start, article_count, mean_p_negative, negative_share, mean_sentiment, emotion_index
-    (and decay_weight, which the trend rule uses), from `rules.lookback_buckets` buckets before
-    `judge_from` on; absent buckets are empty.
+    `buckets`: the stored buckets of this width (BUCKET_COLUMNS) from `rules.lookback_seconds`
+    before `judge_from` on; `hourly`: per entity and hour, the sums of those buckets
+    (HOURLY_COLUMNS) from `rules.history_seconds` before; `data_start`: the first stored bucket
+    of the width (where history begins: exposure never counts time before it).
     """
     width = timedelta(seconds=width_seconds)
-    first = pd.Timestamp(judge_from) - rules.lookback_buckets * width
-    judged = int((pd.Timestamp(judge_through) - pd.Timestamp(judge_from)) // width) + 1
-    if judged <= 0 or timesteps.empty:
+    start, through = _utc(judge_from), _utc(judge_through)
+    judged = int((through - start) // width) + 1
+    if judged <= 0 or buckets.empty or data_start is None:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
-    grid = _layout(timesteps, first, width, rules.lookback_buckets + judged, rules.spike.metric)
-    entity_count = len(grid.entities)
-    market_row = grid.entities.index(market_entity) if market_entity in grid.entities else None
-    chunk = max(1, _WINDOW_ELEMENTS // max(1, entity_count * rules.lookback_buckets))
-    frames: list[pd.DataFrame] = []
-    for start in range(0, judged, chunk):
-        columns = np.arange(rules.lookback_buckets + start, rules.lookback_buckets + min(judged, start + chunk))
-        spikes = _spike(grid, columns, rules, market_row)
-        buzz = _buzz(grid, columns, rules, market_row)
-        if not spikes.empty and not buzz.empty:
-            spiking = set(zip(spikes["entity"][spikes["triggered"]], spikes["column"][spikes["triggered"]]))
-            buzz = buzz[[key not in spiking for key in zip(buzz["entity"], buzz["column"])]]
-        frames.extend(frame for frame in (spikes, _trend(grid, columns, rules), buzz) if not frame.empty)
+    lookback = rules.lookback_seconds // width_seconds
+    first = start - lookback * width
+    grid = _BucketGrid.build(buckets, first, width_seconds, lookback + judged)
+    history = _HourlyHistory.build(hourly, grid.entities, start, through, width_seconds, rules, _utc(data_start),
+                                   market_entity)
+    frames = []
+    for start in range(0, len(grid.entities), _ENTITY_BLOCK):
+        rows = np.arange(start, min(start + _ENTITY_BLOCK, len(grid.entities)))
+        frames.append(_judge(grid, history, rows, lookback, judged, width_seconds, rules, market_entity))
+    frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
     candidates = pd.concat(frames, ignore_index=True)
-    candidates["width_seconds"] = width_seconds
-    candidates["bucket_start"] = grid.first + pd.to_timedelta(candidates.pop("column") * width_seconds, unit="s")
-    return candidates.sort_values(["bucket_start", "entity", "rule"], ignore_index=True)[CANDIDATE_COLUMNS]
+    return candidates.sort_values(["bucket_start", "entity"], ignore_index=True)[CANDIDATE_COLUMNS]
 
 
-def _layout(frame: pd.DataFrame, first: pd.Timestamp, width: timedelta, length: int, metric: str) -> _Grid:
-    starts = pd.to_datetime(frame["bucket_start"], utc=True)
-    offsets = ((starts - first) / width).to_numpy()
-    inside = (offsets >= 0) & (offsets < length)
-    frame = frame.loc[inside]
-    columns = offsets[inside].astype(np.int64)
-    codes, entities = pd.factorize(frame["entity"], sort=True)
-    shape = (len(entities), length)
-    counts = np.zeros(shape)
-    counts[codes, columns] = frame["article_count"].to_numpy(dtype=float)
-    arrays = {}
-    for name, source in (("metric", metric), ("sentiment", "mean_sentiment"), ("emotion_index", "emotion_index")):
-        values = np.full(shape, np.nan)
-        values[codes, columns] = frame[source].to_numpy(dtype=float)
-        arrays[name] = values
-    weight = np.full(shape, np.nan)
-    if "decay_weight" in frame:
-        weight[codes, columns] = frame["decay_weight"].to_numpy(dtype=float)
-    else:
-        weight[codes, columns] = np.inf  # no weights given: every stored index counts as well founded
-    # The decayed index does not change across empty buckets: carry it forward (and its weight,
-    # which in truth decays a little there).
-    emotion = pd.DataFrame(arrays["emotion_index"]).ffill(axis=1).to_numpy()
-    weight = pd.DataFrame(weight).ffill(axis=1).to_numpy()
-    return _Grid(list(entities), first, counts, arrays["metric"], arrays["sentiment"], emotion, weight)
+def _utc(moment: datetime) -> pd.Timestamp:
+    return pd.Timestamp(moment).tz_convert("UTC")
 
 
-def _windows(values: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
-    """values[:, c - size : c] for each judged column c, as an (entities, judged, size) view."""
-    return sliding_window_view(values, size, axis=1)[:, columns - size, :]
+SERIES = ("adverse_count", "risk_count")
+"""The counts judged: adverse stories, and the risk-event stories among them (a lexicon match that
+names the event: bankruptcy, arrest, fraud...), whose normal rate is far lower, so a few of them
+are rare sooner. The rarer of the two is the evidence; its tail doubles (a Bonferroni correction
+for looking twice) before it meets the threshold."""
 
 
-def _robust_baseline(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median, scaled MAD and number of values of each window, ignoring NaN (empty buckets)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as wanted
-        median = np.nanmedian(windows, axis=2)
-        mad = np.nanmedian(np.abs(windows - median[..., None]), axis=2)
-    return median, MAD_TO_SIGMA * mad, np.sum(~np.isnan(windows), axis=2)
+@dataclass(frozen=True)
+class _BucketGrid:
+    """The buckets as entity x bucket arrays of cumulative sums (a leading zero column)."""
+
+    entities: list[str]
+    first: pd.Timestamp
+    sums: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, frame: pd.DataFrame, first: pd.Timestamp, width_seconds: int, length: int) -> _BucketGrid:
+        starts = pd.to_datetime(frame["bucket_start"], utc=True)
+        offsets = ((starts - first) // pd.Timedelta(seconds=width_seconds)).to_numpy()
+        inside = (offsets >= 0) & (offsets < length)
+        frame = frame.loc[inside]
+        columns = offsets[inside].astype(np.int64)
+        codes, entities = pd.factorize(frame["entity"], sort=True)
+        shape = (len(entities), length + 1)
+        values = {name: frame[name] for name in SERIES}
+        values["article_count"] = frame["article_count"]
+        values["p_negative_mass"] = frame["mean_p_negative"] * frame["article_count"]
+        sums = {}
+        for name, column in values.items():
+            grid = np.zeros(shape)
+            np.add.at(grid, (codes, columns + 1), column.to_numpy(dtype=float))
+            sums[name] = np.cumsum(grid, axis=1)
+        return cls(list(entities), first, sums)
+
+    def window(self, name: str, rows: np.ndarray, end_column: np.ndarray, start_column: np.ndarray) -> np.ndarray:
+        return self.sums[name][rows][:, end_column] - self.sums[name][rows][:, start_column]
 
 
-def _spike(grid: _Grid, columns: np.ndarray, rules: DetectionRules, market_row: int | None) -> pd.DataFrame:
-    spike = rules.spike
-    median, scale, history = _robust_baseline(_windows(grid.metric, columns, rules.baseline_buckets))
-    own = history >= rules.min_history
-    baseline = np.where(own, median, np.nan)
-    if market_row is not None:
-        prior_ok = history[market_row] >= PRIOR_MIN_BUCKETS
-        baseline = np.where(own, median, np.where(prior_ok, median[market_row], np.nan)[None, :])
-        scale = np.where(own, scale, scale[market_row][None, :])
-    scale = np.maximum(np.nan_to_num(scale, nan=0.0), SPIKE_SCALE_FLOOR)
-    value = grid.metric[:, columns]
-    count = grid.counts[:, columns]
-    rise = value - baseline
-    z = rise / scale
-    with np.errstate(invalid="ignore"):
-        hot = (rise >= spike.min_rise) & (z >= spike.z)
-        triggered = hot & (count >= spike.min_articles)
-    excess = np.minimum(z / spike.z, rise / spike.min_rise)
-    source = np.where(own, "own", "market")
-    return _candidates(grid, columns, triggered, hot, "negative_spike", value, baseline, scale, z, spike.z, count,
-                       source, spike.metric, excess)
+@dataclass(frozen=True)
+class _HourlyHistory:
+    """Per judged hour: each entity's own trailing sums and exposure, and the peers' prior rates."""
+
+    hours: pd.DatetimeIndex
+    own: dict[str, np.ndarray]
+    """(entity, hour) sums over the own window, by column name."""
+    own_exposure_days: np.ndarray
+    prior_rate: dict[str, np.ndarray]
+    """(entity, hour) per series: the median of the peers' daily rates, the entity itself left out."""
+    prior_p_negative: np.ndarray
+
+    @classmethod
+    def build(cls, hourly: pd.DataFrame, entities: list[str], judge_from: pd.Timestamp, judge_through: pd.Timestamp,
+              width_seconds: int, rules: DetectionRules, data_start: pd.Timestamp, market_entity: str) -> _HourlyHistory:
+        last_end = judge_through + pd.Timedelta(seconds=width_seconds)
+        hours = pd.date_range((judge_from + pd.Timedelta(seconds=width_seconds)).floor("h"), last_end.floor("h"), freq="h")
+        history = rules.history_seconds // HOUR_SECONDS
+        first_hour = hours[0] - pd.Timedelta(hours=history)
+        length = len(hours) + history
+        at = np.arange(len(hours)) + history  # the column where each judged hour starts
+        longest, trailing = rules.longest_horizon // HOUR_SECONDS, rules.trailing_seconds // HOUR_SECONDS
+        index = {entity: row for row, entity in enumerate(entities)}
+        mine = hourly[hourly["entity"].isin(index)]
+        own_sums = _hourly_sums(mine, mine["entity"].map(index).to_numpy(dtype=np.int64), len(entities), first_hour, length)
+        companies = hourly[hourly["entity"] != market_entity]  # the market is no peer of a company
+        peer_codes, peer_names = pd.factorize(companies["entity"])
+        peer_index = {name: row for row, name in enumerate(peer_names)}
+        peer_sums = _hourly_sums(companies, peer_codes.astype(np.int64), len(peer_names), first_hour, length)
+        own = {name: _window(grid, at - longest, trailing) for name, grid in own_sums.items()}
+        peers = {name: _window(grid, at, trailing) for name, grid in peer_sums.items()}
+        own_exposure = _exposure_days(hours - pd.Timedelta(hours=longest + trailing), hours - pd.Timedelta(hours=longest),
+                                      data_start)
+        prior_exposure = _exposure_days(hours - pd.Timedelta(hours=trailing), hours, data_start)
+        left_out = np.array([peer_index.get(entity, -1) for entity in entities], dtype=np.int64)
+        floor = DAY_SECONDS / rules.trailing_seconds  # at least one story per entity and trailing window
+        prior_rate = {}
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # an hour with no entity in the news: NaN
+            for name in SERIES:
+                median = _leave_one_out_median(np.where(peers["story_count"] > 0, peers[name], np.nan), left_out)
+                rate = np.maximum(np.nan_to_num(median / prior_exposure[None, :], nan=0.0), floor)
+                prior_rate[name] = np.where(prior_exposure[None, :] * DAY_SECONDS >= HOUR_SECONDS, rate, np.nan)
+            prior_p_negative = peers["p_negative_mass"].sum(axis=0) / peers["article_count"].sum(axis=0)
+        return cls(hours, own, own_exposure, prior_rate, prior_p_negative)
 
 
-def _trend(grid: _Grid, columns: np.ndarray, rules: DetectionRules) -> pd.DataFrame:
-    trend = rules.trend
-    earlier = grid.emotion_index[:, columns - trend.buckets]
-    value = grid.emotion_index[:, columns]
-    drop = earlier - value
-    volume = _windows(grid.counts, columns + 1, trend.buckets).sum(axis=2)
-    founded = grid.decay_weight[:, columns - trend.buckets] >= trend.min_articles
-    with np.errstate(invalid="ignore"):
-        hot = (drop >= trend.drop) & founded
-        triggered = hot & (volume >= trend.min_articles)
-    nan = np.full(value.shape, np.nan)
-    source = np.full(value.shape, "own")
-    return _candidates(grid, columns, triggered, hot, "negative_trend", value, earlier, nan, nan, trend.drop, volume,
-                       source, "emotion_index", drop / trend.drop)
+_HOURLY_SUMS = (*SERIES, "story_count", "article_count", "p_negative_mass")
 
 
-def _buzz(grid: _Grid, columns: np.ndarray, rules: DetectionRules, market_row: int | None) -> pd.DataFrame:
-    buzz = rules.buzz
-    receiving = (grid.counts[market_row] if market_row is not None else grid.counts.sum(axis=0)) > 0
-    counts = np.where(receiving[None, :], grid.counts, np.nan)
-    median, scale, history = _robust_baseline(_windows(counts, columns, rules.baseline_buckets))
-    scale = np.maximum(np.nan_to_num(scale, nan=0.0), np.sqrt(np.maximum(np.nan_to_num(median, nan=0.0), 1.0)))
-    count = grid.counts[:, columns]
-    z = (count - median) / scale
-    with np.errstate(invalid="ignore"):
-        hot = (history >= rules.min_history) & (count >= buzz.ratio * median) & (z >= buzz.z) & (
-            grid.sentiment[:, columns] <= buzz.max_sentiment)
-        triggered = hot & (count >= buzz.min_articles)
-    excess = np.minimum(z / buzz.z, count / buzz.min_articles)
-    source = np.full(count.shape, "own")
-    return _candidates(grid, columns, triggered, hot, "negative_buzz", count, median, scale, z, buzz.z, count, source,
-                       "article_count", excess)
+def _hourly_sums(frame: pd.DataFrame, rows: np.ndarray, count: int, first_hour: pd.Timestamp,
+                 length: int) -> dict[str, np.ndarray]:
+    """Cumulative sums over hours per entity (column c: the hours before offset c)."""
+    offsets = ((pd.to_datetime(frame["hour"], utc=True) - first_hour) // pd.Timedelta(hours=1)).to_numpy(dtype=np.int64)
+    keep = (offsets >= 0) & (offsets < length)
+    sums = {}
+    for column in _HOURLY_SUMS:
+        grid = np.zeros((count, length + 1))
+        np.add.at(grid, (rows[keep], offsets[keep] + 1), frame[column].to_numpy(dtype=float)[keep])
+        sums[column] = np.cumsum(grid, axis=1)
+    return sums
 
 
-def _candidates(
-    grid: _Grid, columns: np.ndarray, triggered: np.ndarray, hot: np.ndarray, rule: str, value: np.ndarray,
-    baseline: np.ndarray,
-    scale: np.ndarray, z: np.ndarray, threshold: float, count: np.ndarray, source: np.ndarray, metric: str,
-    excess: np.ndarray,
-) -> pd.DataFrame:
-    rows, judged = np.nonzero(triggered | hot)
-    if rows.size == 0:
+def _leave_one_out_median(values: np.ndarray, left_out: np.ndarray) -> np.ndarray:
+    """Per column of `values` (peers x hours, NaN: no news), the median of the peers' values with
+    peer `left_out[i]` removed, for each i (-1: nobody removed). An entity's prior is its peers'
+    rate, never its own: its own burst must not raise the bar it is judged against."""
+    result = np.full((len(left_out), values.shape[1]), np.nan)
+    for column in range(values.shape[1]):
+        present = values[:, column]
+        ordered = np.sort(present[~np.isnan(present)])
+        if ordered.size == 0:
+            continue
+        own = np.where(left_out >= 0, present[np.clip(left_out, 0, None)], np.nan)
+        removes = ~np.isnan(own)
+        size = ordered.size - removes.astype(np.int64)
+        position = np.searchsorted(ordered, np.nan_to_num(own), side="left")
+        position = np.where(removes, position, ordered.size)  # nothing removed: no shift
+        lower, upper = (size - 1) // 2, size // 2
+
+        def pick(k: np.ndarray) -> np.ndarray:
+            index = np.where(k < position, k, k + 1)
+            return np.where((k >= 0) & (index < ordered.size), ordered[np.clip(index, 0, ordered.size - 1)], np.nan)
+
+        result[:, column] = np.where(size > 0, (pick(lower) + pick(upper)) / 2, np.nan)
+    return result
+
+
+def _window(cumulative: np.ndarray, end: np.ndarray, size: int) -> np.ndarray:
+    """Sums over the `size` hours before each column in `end`."""
+    return cumulative[:, np.clip(end, 0, None)] - cumulative[:, np.clip(end - size, 0, None)]
+
+
+def _exposure_days(starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, data_start: pd.Timestamp) -> np.ndarray:
+    """Days of stored history in each [start, end): none before the first stored bucket."""
+    seconds = (ends - starts.map(lambda moment: max(moment, data_start))).total_seconds().to_numpy()
+    return np.maximum(seconds, 0.0) / DAY_SECONDS
+
+
+class _Rarest:
+    """Keeps, per cell, the values of the (horizon, series) with the smallest tail among those offered."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.tail = np.full(shape, np.inf)
+        self.values: dict[str, np.ndarray] = {}
+
+    def offer(self, tail: np.ndarray, values: dict[str, np.ndarray], allowed: np.ndarray) -> None:
+        rarer = allowed & (tail < self.tail)
+        self.tail = np.where(rarer, tail, self.tail)
+        for name, value in values.items():
+            self.values[name] = np.where(rarer, value, self.values.get(name, np.zeros(self.tail.shape)))
+
+
+def _judge(grid: _BucketGrid, history: _HourlyHistory, rows: np.ndarray, lookback: int, judged: int,
+           width_seconds: int, rules: DetectionRules, market_entity: str) -> pd.DataFrame:
+    columns = np.arange(lookback, lookback + judged)  # judged bucket j: cumulative column j + 1 is its end
+    ends = grid.first + pd.to_timedelta((columns + 1) * width_seconds, unit="s")
+    hour_of = ((ends.floor("h") - history.hours[0]) // pd.Timedelta(hours=1)).to_numpy()
+    hour_of = np.clip(hour_of, 0, len(history.hours) - 1)
+    entities = [grid.entities[row] for row in rows]
+    market = np.array([entity == market_entity for entity in entities])[:, None]
+    cells = (len(rows), judged)
+    own_t = np.broadcast_to(history.own_exposure_days[hour_of][None, :], cells)
+    beta = rules.prior_weight_seconds / DAY_SECONDS
+    looks = len(SERIES)
+
+    chosen, rarest_firing = _Rarest(cells), _Rarest(cells)
+    hot = np.zeros(cells, dtype=bool)
+    for code, series in enumerate(SERIES):
+        own_n = history.own[series][rows][:, hour_of]
+        prior = history.prior_rate[series][rows][:, hour_of]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            market_rate = own_n / np.maximum(own_t, MARKET_MIN_HISTORY_DAYS)
+            alpha = np.where(market, market_rate, prior) * beta
+            usable = np.where(market, own_t >= MARKET_MIN_HISTORY_DAYS, np.isfinite(prior))
+        shape = alpha + own_n
+        for horizon in sorted(rules.horizons):
+            end_column = columns + 1
+            start_column = np.maximum(end_column - max(1, horizon // width_seconds), 0)
+            observed = np.round(grid.window(series, rows, end_column, start_column), 9)
+            adverse = np.round(grid.window("adverse_count", rows, end_column, start_column), 9)
+            days = horizon / DAY_SECONDS
+            p = (beta + own_t) / (beta + own_t + days)
+            tail = np.where(usable, np.minimum(looks * negative_binomial_tail(observed, shape, p), 1.0), np.inf)
+            values = {
+                "series": np.full(cells, float(code)),
+                "horizon": np.full(cells, float(horizon)),
+                "observed": observed,
+                "expected": shape * days / (beta + own_t),
+                "baseline_stories": own_n,
+                "prior_rate": prior,
+                "adverse": adverse,
+                "articles": grid.window("article_count", rows, end_column, start_column),
+                "p_negative": grid.window("p_negative_mass", rows, end_column, start_column),
+            }
+            chosen.offer(tail, values, np.ones(cells, dtype=bool))
+            rarest_firing.offer(tail, values, (adverse >= rules.min_stories) & (observed > 0) & (tail <= rules.threshold))
+            if horizon <= rules.hot_horizon_seconds:
+                hot |= (observed > 0) & (tail <= rules.threshold * rules.hot_factor)
+    # A trigger needs news: a bucket that adds adverse stories. Buckets after the last one, still
+    # rare only because the story is inside the horizons, keep the alert open (hot) but notify nothing.
+    fresh = grid.window("adverse_count", rows, columns + 1, columns) > 0
+    triggered = np.isfinite(rarest_firing.tail) & fresh
+    best = {name: np.where(triggered, rarest_firing.values[name], chosen.values[name]) for name in chosen.values}
+    best_tail = np.where(triggered, rarest_firing.tail, chosen.tail)
+    hot |= triggered
+    picked_rows, picked_columns = np.nonzero(hot)
+    if picked_rows.size == 0:
         return pd.DataFrame()
+
+    def at(values: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(values, cells)[picked_rows, picked_columns]
+
+    tails = at(best_tail)
+    own_articles = history.own["article_count"][rows][:, hour_of]
+    own_p_negative = history.own["p_negative_mass"][rows][:, hour_of]
+    prior_p_negative = history.prior_p_negative[hour_of][None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Thin own history shrinks toward the market's mean p_negative (20 articles' worth of prior).
+        baseline_p_negative = (own_p_negative + 20 * np.nan_to_num(prior_p_negative)) / (own_articles + 20)
+        horizon_p_negative = at(best["p_negative"]) / at(best["articles"])
+    own_weight = at(own_t / (beta + own_t))
+    own_stories = at(history.own["story_count"][rows][:, hour_of])
+    picked_entities = [entities[row] for row in picked_rows]
+    is_market = np.array([entity == market_entity for entity in picked_entities])
     return pd.DataFrame({
-        "entity": [grid.entities[row] for row in rows],
-        "rule": rule,
-        "column": columns[judged],
-        "triggered": triggered[rows, judged],
-        "value": value[rows, judged],
-        "baseline": baseline[rows, judged],
-        "scale": scale[rows, judged],
-        "z_score": z[rows, judged],
-        "threshold": threshold,
-        "article_count": count[rows, judged].astype(np.int64),
-        "baseline_source": source[rows, judged],
-        "metric": metric,
-        "severity": [severity_for_excess(float(e)) if math.isfinite(e) else "critical" for e in excess[rows, judged]],
+        "entity": picked_entities,
+        "rule": np.where(is_market, MARKET_RULE, COMPANY_RULE),
+        "width_seconds": width_seconds,
+        "bucket_start": grid.first + pd.to_timedelta(columns[picked_columns] * width_seconds, unit="s"),
+        "triggered": at(triggered),
+        "value": at(best["observed"]),
+        "baseline": at(best["expected"]),
+        "horizon_seconds": at(best["horizon"]).astype(np.int64),
+        "tail_probability": tails,
+        "false_alarms_per_year": tails * rules.judgements_per_year,
+        "threshold": rules.threshold,
+        "adverse_stories": at(best["adverse"]),
+        "article_count": at(best["articles"]).astype(np.int64),
+        "baseline_stories": at(best["baseline_stories"]),
+        "exposure_days": at(own_t),
+        "own_weight": own_weight,
+        "prior_rate": np.where(is_market, np.nan, at(best["prior_rate"])),
+        "mean_p_negative": horizon_p_negative,
+        "baseline_p_negative": at(baseline_p_negative),
+        "baseline_source": np.where((own_weight >= 0.5) & (own_stories > 0), "own", "prior"),
+        "metric": np.array(["adverse_stories", "risk_event_stories"])[at(best["series"]).astype(np.int64)],
+        "severity": [rules.severity(float(tail)) for tail in tails],
     })
