@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy, advance
-from pipeline.alerting.rules import COMPANY_RULE, MARKET_RULE, DetectionRules, detect, negative_binomial_tail
+from pipeline.alerting.rules import (
+    COMPANY_RULE,
+    MARKET_RULE,
+    DetectionRules,
+    detect,
+    history_edges,
+    negative_binomial_tail,
+)
 
 WIDTH = 300
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -40,7 +47,7 @@ def steady_news(days: int, per_day: int = 3, adverse_every: int = 6, entities: l
 
 
 def frames(articles: list[Article], market: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
-    """The stored buckets and their hourly sums, as the worker and storage.queries leave them."""
+    """The stored buckets and their p_negative mass, as the worker leaves them."""
     rows = []
     for article in articles:
         for entity in (article.entity, MARKET) if market else (article.entity,):
@@ -54,14 +61,22 @@ def frames(articles: list[Article], market: bool = True) -> tuple[pd.DataFrame, 
         article_count=("article_count", "sum"),
         p_negative_mass=("mean_p_negative", "sum"))
     buckets["mean_p_negative"] = buckets["p_negative_mass"] / buckets["article_count"]
-    hourly = buckets.assign(hour=buckets["bucket_start"].dt.floor("h")).groupby(["entity", "hour"], as_index=False)[
+    return buckets, buckets, buckets["bucket_start"].min().to_pydatetime()
+
+
+def bands(buckets: pd.DataFrame, edges: pd.DatetimeIndex) -> pd.DataFrame:
+    """The sums between consecutive edges, as storage.queries.history_bands reads them (band b:
+    [edges[b - 1], edges[b]))."""
+    inside = buckets[(buckets["bucket_start"] >= edges[0]) & (buckets["bucket_start"] < edges[-1])]
+    band = np.searchsorted(edges.to_numpy(), inside["bucket_start"].to_numpy(), side="right")
+    return inside.assign(band=band).groupby(["entity", "band"], as_index=False)[
         ["adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]].sum()
-    return buckets.drop(columns="p_negative_mass"), hourly, buckets["bucket_start"].min().to_pydatetime()
 
 
 def judge(articles: list[Article], first: datetime, last: datetime, rules: DetectionRules = RULES) -> pd.DataFrame:
-    buckets, hourly, start = frames(articles)
-    return detect(buckets, hourly, start, WIDTH, first, last, rules, MARKET)
+    buckets, _, start = frames(articles)
+    history = bands(buckets, history_edges(first, last, WIDTH, rules))
+    return detect(buckets.drop(columns="p_negative_mass"), history, start, WIDTH, first, last, rules, MARKET)
 
 
 def triggered(candidates: pd.DataFrame, entity: str) -> pd.DataFrame:

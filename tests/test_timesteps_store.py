@@ -299,3 +299,56 @@ def test_concurrent_updates_of_one_entity_count_both_articles(engine: Engine) ->
     counts = {(r[0], r[1]): r[SNAPSHOT_COLUMNS.index("article_count")] for r in snapshot(engine) if r[0] == "MARKET"}
     assert counts == {("MARKET", 300): 2, ("MARKET", 3600): 2}
     assert_matches_pandas(engine)
+
+
+def write_stories(engine: Engine, stories: list[tuple[str, datetime, str, str, float]]) -> None:
+    """(id, published_at, headline, source, p_negative) about DUMPCO, scored by MODEL, bucketed."""
+    from pipeline.stories import story_key
+    from storage.writes import ScoreRecord, write_scores
+
+    records = [ArticleRecord(i, at, headline, "", source, None, "en", (EntityMention("DUMPCO", "tickers"),), story_key(headline))
+               for i, at, headline, source, _ in stories]
+    scores = [ScoreRecord(i, MODEL, p, round(0.95 - p, 6), 0.05, "negative" if p > 0.5 else "neutral", 1)
+              for i, _, _, _, p in stories]
+    with engine.begin() as connection:
+        write_articles(connection, records)
+        write_scores(connection, scores)
+        update_timesteps(connection, {"DUMPCO": [at for _, at, _, _, _ in stories]}, MODEL, CONFIG)
+
+
+def story_counts(engine: Engine) -> tuple[float, float, int]:
+    with engine.connect() as connection:
+        row = connection.execute(sa.text(
+            "SELECT sum(story_count), sum(adverse_count), sum(article_count) FROM timesteps "
+            "WHERE entity = 'DUMPCO' AND width_seconds = 300")).one()
+    return float(row[0]), float(row[1]), int(row[2])
+
+
+def test_a_feed_dump_at_one_instant_counts_as_one_story(engine: Engine) -> None:
+    dump = [(f"dump-{i}", T0, f"Old headline number {i} about DumpCo losses", "dumpfeed", 0.9) for i in range(25)]
+    write_stories(engine, dump + [("live-1", T0 + timedelta(minutes=1), "DumpCo opens a plant", "wire", 0.1)])
+    stories, adverse, articles = story_counts(engine)
+    assert articles == 26
+    assert stories == pytest.approx(2.0) and adverse == pytest.approx(1.0), "25 headlines from one feed at one instant: one story"
+
+
+def test_syndicated_copies_count_once_within_a_day_and_again_after_it(engine: Engine) -> None:
+    headline = "DumpCo chairman arrested in Tokyo"
+    write_stories(engine, [
+        ("wire-1", T0, headline, "wire-a", 0.9),
+        ("wire-2", T0 + timedelta(minutes=40), f"UPDATE 1-{headline} - Reuters", "wire-b", 0.9),
+        ("wire-3", T0 + timedelta(hours=5), headline.upper(), "wire-c", 0.9),
+        ("later", T0 + timedelta(days=2), headline, "wire-a", 0.9),
+    ])
+    stories, adverse, articles = story_counts(engine)
+    assert articles == 4 and stories == pytest.approx(2.0) and adverse == pytest.approx(2.0)
+
+
+def test_a_late_original_turns_an_earlier_stored_copy_into_a_copy(engine: Engine) -> None:
+    """Event time decides which is the copy, not arrival: the recompute covers the story's day."""
+    headline = "DumpCo recalls one million cars"
+    write_stories(engine, [("copy", T0 + timedelta(hours=3), headline, "wire-b", 0.9)])
+    assert story_counts(engine)[0] == pytest.approx(1.0)
+    write_stories(engine, [("original", T0, headline, "wire-a", 0.9)])
+    stories, adverse, articles = story_counts(engine)
+    assert articles == 2 and stories == pytest.approx(1.0) and adverse == pytest.approx(1.0)

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, Transition, advance
-from pipeline.alerting.rules import DetectionRules, detect
-from storage.queries import first_bucket, hourly_timesteps, timesteps_window
+from pipeline.alerting.rules import DetectionRules, detect, history_edges
+from storage.queries import first_bucket, history_bands, timesteps_window
 
 SLICE_BUCKETS = 2016
 """Buckets judged per slice: a week of 5-minute buckets."""
@@ -59,9 +59,8 @@ def judge_span(
         slice_end = min(judge_through, slice_start + (SLICE_BUCKETS - 1) * step)
         buckets = timesteps_window(connection, width_seconds, slice_start - timedelta(seconds=rules.lookback_seconds),
                                    slice_end + step, entities)
-        hourly = hourly_timesteps(connection, width_seconds, slice_start - timedelta(seconds=rules.history_seconds),
-                                  slice_end + step)
-        candidates = detect(buckets, hourly, data_start, width_seconds, slice_start, slice_end, rules, market_entity)
+        bands = history_bands(connection, width_seconds, history_edges(slice_start, slice_end, width_seconds, rules))
+        candidates = detect(buckets, bands, data_start, width_seconds, slice_start, slice_end, rules, market_entity)
         if entities is not None:
             candidates = candidates[candidates["entity"].isin(entities)]
         span.entities.update(buckets["entity"].unique())

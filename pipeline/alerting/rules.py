@@ -73,7 +73,7 @@ CANDIDATE_COLUMNS = [
     "exposure_days",
     "own_weight", "prior_rate", "mean_p_negative", "baseline_p_negative", "baseline_source", "metric", "severity",
 ]
-HOURLY_COLUMNS = ["entity", "hour", "adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]
+BAND_COLUMNS = ["entity", "band", "adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]
 BUCKET_COLUMNS = ["entity", "bucket_start", "adverse_count", "risk_count", "story_count", "article_count", "mean_p_negative"]
 
 
@@ -122,7 +122,7 @@ class DetectionRules:
 
     @property
     def history_seconds(self) -> int:
-        """How far before the first judged bucket detection reads hourly sums (own and prior windows)."""
+        """How far before the first judged bucket the own and prior windows reach."""
         return self.longest_horizon + self.trailing_seconds + HOUR_SECONDS
 
     def severity(self, tail: float) -> str:
@@ -138,17 +138,37 @@ class DetectionRules:
         return SEVERITIES[level]
 
 
+def judged_hours(judge_from: datetime, judge_through: datetime, width_seconds: int) -> pd.DatetimeIndex:
+    """The hours in which the judged buckets end: the expected rates change hour by hour."""
+    step = pd.Timedelta(seconds=width_seconds)
+    return pd.date_range((_utc(judge_from) + step).floor("h"), (_utc(judge_through) + step).floor("h"), freq="h")
+
+
+def history_edges(judge_from: datetime, judge_through: datetime, width_seconds: int, rules: DetectionRules) -> pd.DatetimeIndex:
+    """Where the own and prior windows of the judged hours start and end, sorted and unique.
+
+    Detection needs the trailing sums only between these edges, so the history is read as one
+    summed band per entity between consecutive edges (storage.queries.history_bands), not as
+    every bucket of the trailing weeks: a few bands per entity instead of hundreds of rows."""
+    hours = judged_hours(judge_from, judge_through, width_seconds)
+    longest = pd.Timedelta(seconds=rules.longest_horizon)
+    trailing = pd.Timedelta(seconds=rules.trailing_seconds)
+    return hours.union(hours - longest).union(hours - trailing).union(hours - longest - trailing)
+
 def negative_binomial_tail(observed: np.ndarray, shape: np.ndarray, p: np.ndarray) -> np.ndarray:
     """P(N >= observed) for N ~ NB(shape, p) (failures before `shape` successes of probability p):
     the regularized incomplete beta I_{1-p}(observed, shape); 1 where observed <= 0."""
+    observed, shape, p = np.broadcast_arrays(observed, shape, p)
+    tail = np.ones(observed.shape)
+    some = observed > 0  # most cells of sparse news: nothing observed, tail 1 without the special function
     with np.errstate(invalid="ignore", divide="ignore"):
-        tail = betainc(np.maximum(observed, 1e-12), np.maximum(shape, 1e-12), 1.0 - p)
-    return np.where(observed <= 0, 1.0, tail)
+        tail[some] = betainc(observed[some], np.maximum(shape[some], 1e-12), 1.0 - p[some])
+    return tail
 
 
 def detect(
     buckets: pd.DataFrame,
-    hourly: pd.DataFrame,
+    bands: pd.DataFrame,
     data_start: datetime | None,
     width_seconds: int,
     judge_from: datetime,
@@ -160,9 +180,9 @@ def detect(
     [judge_from, judge_through], oldest first.
 
     `buckets`: the stored buckets of this width (BUCKET_COLUMNS) from `rules.lookback_seconds`
-    before `judge_from` on; `hourly`: per entity and hour, the sums of those buckets
-    (HOURLY_COLUMNS) from `rules.history_seconds` before; `data_start`: the first stored bucket
-    of the width (where history begins: exposure never counts time before it).
+    before `judge_from` on; `bands`: per entity, the sums of those buckets (BAND_COLUMNS) between
+    consecutive `history_edges` (band b: [edges[b - 1], edges[b])); `data_start`: the first stored
+    bucket of the width (where history begins: exposure never counts time before it).
     """
     width = timedelta(seconds=width_seconds)
     start, through = _utc(judge_from), _utc(judge_through)
@@ -172,8 +192,8 @@ def detect(
     lookback = rules.lookback_seconds // width_seconds
     first = start - lookback * width
     grid = _BucketGrid.build(buckets, first, width_seconds, lookback + judged)
-    history = _HourlyHistory.build(hourly, grid.entities, start, through, width_seconds, rules, _utc(data_start),
-                                   market_entity)
+    history = _History.build(bands, history_edges(start, through, width_seconds, rules), grid.entities,
+                             judged_hours(start, through, width_seconds), rules, _utc(data_start), market_entity)
     frames = []
     for start in range(0, len(grid.entities), _ENTITY_BLOCK):
         rows = np.arange(start, min(start + _ENTITY_BLOCK, len(grid.entities)))
@@ -224,11 +244,12 @@ class _BucketGrid:
         return cls(list(entities), first, sums)
 
     def window(self, name: str, rows: np.ndarray, end_column: np.ndarray, start_column: np.ndarray) -> np.ndarray:
-        return self.sums[name][rows][:, end_column] - self.sums[name][rows][:, start_column]
+        block = self.sums[name][rows[0]:rows[-1] + 1]  # rows are one contiguous block: a view, not a copy
+        return block[:, end_column] - block[:, start_column]
 
 
 @dataclass(frozen=True)
-class _HourlyHistory:
+class _History:
     """Per judged hour: each entity's own trailing sums and exposure, and the peers' prior rates."""
 
     hours: pd.DatetimeIndex
@@ -240,28 +261,27 @@ class _HourlyHistory:
     prior_p_negative: np.ndarray
 
     @classmethod
-    def build(cls, hourly: pd.DataFrame, entities: list[str], judge_from: pd.Timestamp, judge_through: pd.Timestamp,
-              width_seconds: int, rules: DetectionRules, data_start: pd.Timestamp, market_entity: str) -> _HourlyHistory:
-        last_end = judge_through + pd.Timedelta(seconds=width_seconds)
-        hours = pd.date_range((judge_from + pd.Timedelta(seconds=width_seconds)).floor("h"), last_end.floor("h"), freq="h")
-        history = rules.history_seconds // HOUR_SECONDS
-        first_hour = hours[0] - pd.Timedelta(hours=history)
-        length = len(hours) + history
-        at = np.arange(len(hours)) + history  # the column where each judged hour starts
-        longest, trailing = rules.longest_horizon // HOUR_SECONDS, rules.trailing_seconds // HOUR_SECONDS
-        index = {entity: row for row, entity in enumerate(entities)}
-        mine = hourly[hourly["entity"].isin(index)]
-        own_sums = _hourly_sums(mine, mine["entity"].map(index).to_numpy(dtype=np.int64), len(entities), first_hour, length)
-        companies = hourly[hourly["entity"] != market_entity]  # the market is no peer of a company
+    def build(cls, bands: pd.DataFrame, edges: pd.DatetimeIndex, entities: list[str], hours: pd.DatetimeIndex,
+              rules: DetectionRules, data_start: pd.Timestamp, market_entity: str) -> _History:
+        longest = pd.Timedelta(seconds=rules.longest_horizon)
+        trailing = pd.Timedelta(seconds=rules.trailing_seconds)
+
+        def edge(moments: pd.DatetimeIndex) -> np.ndarray:
+            return edges.get_indexer(moments)
+
+        index = pd.Index(entities)
+        mine = bands[index.get_indexer(bands["entity"]) >= 0]
+        own_sums = _band_sums(mine, index.get_indexer(mine["entity"]), len(entities), len(edges))
+        companies = bands[bands["entity"] != market_entity]  # the market is no peer of a company
         peer_codes, peer_names = pd.factorize(companies["entity"])
-        peer_index = {name: row for row, name in enumerate(peer_names)}
-        peer_sums = _hourly_sums(companies, peer_codes.astype(np.int64), len(peer_names), first_hour, length)
-        own = {name: _window(grid, at - longest, trailing) for name, grid in own_sums.items()}
-        peers = {name: _window(grid, at, trailing) for name, grid in peer_sums.items()}
-        own_exposure = _exposure_days(hours - pd.Timedelta(hours=longest + trailing), hours - pd.Timedelta(hours=longest),
-                                      data_start)
-        prior_exposure = _exposure_days(hours - pd.Timedelta(hours=trailing), hours, data_start)
-        left_out = np.array([peer_index.get(entity, -1) for entity in entities], dtype=np.int64)
+        peer_sums = _band_sums(companies, peer_codes, len(peer_names), len(edges))
+        own_start, own_end = edge(hours - longest - trailing), edge(hours - longest)
+        prior_start, prior_end = edge(hours - trailing), edge(hours)
+        own = {name: grid[:, own_end] - grid[:, own_start] for name, grid in own_sums.items()}
+        peers = {name: grid[:, prior_end] - grid[:, prior_start] for name, grid in peer_sums.items()}
+        own_exposure = _exposure_days(hours - longest - trailing, hours - longest, data_start)
+        prior_exposure = _exposure_days(hours - trailing, hours, data_start)
+        left_out = pd.Index(peer_names).get_indexer(entities)
         floor = DAY_SECONDS / rules.trailing_seconds  # at least one story per entity and trailing window
         prior_rate = {}
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
@@ -274,18 +294,17 @@ class _HourlyHistory:
         return cls(hours, own, own_exposure, prior_rate, prior_p_negative)
 
 
-_HOURLY_SUMS = (*SERIES, "story_count", "article_count", "p_negative_mass")
+_BAND_SUMS = (*SERIES, "story_count", "article_count", "p_negative_mass")
 
 
-def _hourly_sums(frame: pd.DataFrame, rows: np.ndarray, count: int, first_hour: pd.Timestamp,
-                 length: int) -> dict[str, np.ndarray]:
-    """Cumulative sums over hours per entity (column c: the hours before offset c)."""
-    offsets = ((pd.to_datetime(frame["hour"], utc=True) - first_hour) // pd.Timedelta(hours=1)).to_numpy(dtype=np.int64)
-    keep = (offsets >= 0) & (offsets < length)
+def _band_sums(frame: pd.DataFrame, rows: np.ndarray, count: int, edges: int) -> dict[str, np.ndarray]:
+    """Cumulative sums over the bands per entity: column i sums [edges[0], edges[i]) (column 0 is 0)."""
+    bands = frame["band"].to_numpy(dtype=np.int64)
+    keep = (bands >= 1) & (bands < edges)
     sums = {}
-    for column in _HOURLY_SUMS:
-        grid = np.zeros((count, length + 1))
-        np.add.at(grid, (rows[keep], offsets[keep] + 1), frame[column].to_numpy(dtype=float)[keep])
+    for column in _BAND_SUMS:
+        grid = np.zeros((count, edges))
+        np.add.at(grid, (rows[keep], bands[keep]), frame[column].to_numpy(dtype=float)[keep])
         sums[column] = np.cumsum(grid, axis=1)
     return sums
 
@@ -315,11 +334,6 @@ def _leave_one_out_median(values: np.ndarray, left_out: np.ndarray) -> np.ndarra
     return result
 
 
-def _window(cumulative: np.ndarray, end: np.ndarray, size: int) -> np.ndarray:
-    """Sums over the `size` hours before each column in `end`."""
-    return cumulative[:, np.clip(end, 0, None)] - cumulative[:, np.clip(end - size, 0, None)]
-
-
 def _exposure_days(starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, data_start: pd.Timestamp) -> np.ndarray:
     """Days of stored history in each [start, end): none before the first stored bucket."""
     seconds = (ends - starts.map(lambda moment: max(moment, data_start))).total_seconds().to_numpy()
@@ -340,7 +354,7 @@ class _Rarest:
             self.values[name] = np.where(rarer, value, self.values.get(name, np.zeros(self.tail.shape)))
 
 
-def _judge(grid: _BucketGrid, history: _HourlyHistory, rows: np.ndarray, lookback: int, judged: int,
+def _judge(grid: _BucketGrid, history: _History, rows: np.ndarray, lookback: int, judged: int,
            width_seconds: int, rules: DetectionRules, market_entity: str) -> pd.DataFrame:
     columns = np.arange(lookback, lookback + judged)  # judged bucket j: cumulative column j + 1 is its end
     ends = grid.first + pd.to_timedelta((columns + 1) * width_seconds, unit="s")
