@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reset", action="store_true", help="empty the demo database first")
     demo.add_argument("--speedup", type=positive_float, default=240.0, help="time compression of the replay (default 240)")
     demo.add_argument("--file", type=Path, help="replay this news file instead of the shipped sample")
-    demo.add_argument("--plot", type=Path, help="where to write the picture (default: finsent-demo.png in FINSENT_DATA_DIR)")
+    picture = demo.add_mutually_exclusive_group()
+    picture.add_argument("--plot", type=Path, help="where to write the picture (default: finsent-demo.png in FINSENT_DATA_DIR)")
+    picture.add_argument("--no-plot", action="store_true", help="draw no picture (`finsent plot` can draw it later)")
     demo.set_defaults(handler=_run_demo)
 
     worker = commands.add_parser("worker", help="consume news, store articles and scores (runs until SIGTERM/Ctrl-C)")
@@ -119,7 +121,7 @@ def _run_demo(settings: Settings, arguments: argparse.Namespace) -> int:
     if settings.log_level == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # the demo shows progress bars and a summary instead
     return run_demo(settings, DemoOptions(speedup=arguments.speedup, reset=arguments.reset, news_file=arguments.file,
-                                          plot=arguments.plot))
+                                          plot=arguments.plot, no_plot=arguments.no_plot))
 
 
 def _run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:

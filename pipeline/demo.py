@@ -61,6 +61,8 @@ class DemoOptions:
     reset: bool = False
     news_file: Path | None = None
     plot: Path | None = None
+    no_plot: bool = False
+    """--no-plot: skip the picture (and the check that its path is writable)."""
 
 
 def sample_news_file() -> Path:
@@ -71,9 +73,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     """The whole demo; Ctrl-C stops everything it started (exit 130) and keeps what was stored."""
     news_file = options.news_file or sample_news_file()
     total = count_records(news_file)
-    picture = options.plot or settings.data_dir / DEMO_PICTURE
+    picture = None if options.no_plot else options.plot or settings.data_dir / DEMO_PICTURE
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    check_writable(picture, "--plot")
+    if picture is not None:
+        check_writable(picture, "--plot")
     started = ExitStack()
     try:
         with terminate_as_interrupt():
@@ -89,7 +92,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
             started.close()
 
 
-def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, picture: Path, started: ExitStack) -> int:
+def _run(settings: Settings, options: DemoOptions, news_file: Path, total: int, picture: Path | None,
+         started: ExitStack) -> int:
     """Start the parts, registering each one's stop on `started` before it starts (closed in reverse)."""
     metrics = Metrics(settings.metrics_port, settings.metrics_host)  # worker and scheduler share one endpoint when the port is set
     metrics.serve()
@@ -222,10 +226,16 @@ def _print_alerts(engine: Engine) -> None:
             print(f"      {headline['p_negative']:.2f}  {headline['headline']}  [{headline['id']}]")
 
 
-def _print_picture(engine: Engine, settings: Settings, picture: Path) -> None:
-    request = PlotRequest(width_seconds=settings.judged_widths[0], market_entity=settings.market_entity)
+def _print_picture(engine: Engine, settings: Settings, picture: Path | None) -> None:
+    """Draw as `finsent plot` does without --width: a long --file history draws at a coarser width."""
+    if picture is None:
+        print("\npicture: skipped (--no-plot); `finsent plot` draws it from the database later")
+        return
+    request = PlotRequest(width_seconds=None, market_entity=settings.market_entity,
+                          stored_widths=settings.bucket_widths)
     summary = write_plot(engine, request, picture)
-    print(f"\npicture: {picture} ({', '.join(summary.entities)}; `finsent plot --help` draws others)")
+    print(f"\npicture: {picture} ({', '.join(summary.entities)}; {summary.resolution.text()}; "
+          "`finsent plot --help` draws others)")
 
 
 def _number(value: float | None) -> str:

@@ -5,8 +5,14 @@ and drawing through pipeline.plotting. The demo calls `write_plot` on its own en
 
 A window taken from the stored data spans only the times news can carry (the worker's
 FINSENT_EARLIEST_PUBLISHED_AT and FINSENT_MAX_FUTURE_SKEW): one article stored as dated 0001 or 9999,
-before those checks or with them loosened, must not stretch the plot over millennia. Every window is
-capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel cannot show apart anyway.
+before those checks or with them loosened, must not stretch the plot over millennia.
+
+Without --width the width comes from the window: the finest stored width that draws at most
+TARGET_PLOT_BUCKETS buckets, else a coarser multiple of the widest stored one, summed in SQL
+(storage.queries.timestep_series): six months of 5-minute buckets draw as about 1,500 3-hour ones,
+in seconds and bounded memory, where a bar per 5-minute bucket took minutes and gigabytes. An explicit
+--width draws exactly that width and is capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel
+cannot show apart anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,18 +35,25 @@ from pipeline.cli_values import moment_option, positive_int, stored_width
 from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.tabular import clock_text, width_label
-from storage.queries import alerts_frame, entity_activity, timestep_series
+from storage.queries import EPOCH, alerts_frame, entity_activity, first_bucket, timestep_series
 
 DEFAULT_TOP = 6
 MAX_PLOT_BUCKETS = 20_000
-"""Most buckets one plot draws: 17 per pixel of a panel already, and over a minute of drawing."""
+"""Most buckets one plot draws at an explicit --width: 17 per pixel of a panel already."""
+TARGET_PLOT_BUCKETS = 2_000
+"""Most buckets a plot draws when it picks its width: under two per pixel of a panel, drawn in seconds."""
+HOUR, DAY = 3600, 86_400
+COARSER_WIDTHS = (2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY)
+"""Widths summed on read when even the widest stored one draws too many buckets (those that are its
+multiples); past the last, whole multiples of it."""
 
 
 @dataclass(frozen=True)
 class PlotRequest:
-    """What to draw: None bounds fall back to the stored data's span; no entities means choose them."""
+    """What to draw: None bounds fall back to the stored data's span; no entities means choose them;
+    no width means pick one from the window among `stored_widths`."""
 
-    width_seconds: int
+    width_seconds: int | None
     market_entity: str
     start: datetime | None = None
     end: datetime | None = None
@@ -47,6 +61,22 @@ class PlotRequest:
     top: int = DEFAULT_TOP
     news_times: TimeWindow = TimeWindow()
     """When news can be dated: an open bound of the window comes from the stored buckets inside it."""
+    stored_widths: tuple[int, ...] = ()
+    """FINSENT_BUCKET_WIDTHS: what a plot without width_seconds picks from (and sums from)."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The drawn bucket width and the stored width its rows are read from (equal unless summed on read)."""
+
+    width_seconds: int
+    stored_width_seconds: int
+    buckets: int
+
+    def text(self) -> str:
+        summed = (f", summed from the {width_label(self.stored_width_seconds)} buckets"
+                  if self.width_seconds != self.stored_width_seconds else "")
+        return f"drawn at {width_label(self.width_seconds)}: {self.buckets:,} buckets{summed}"
 
 
 @dataclass(frozen=True)
@@ -58,11 +88,12 @@ class LeftOut:
     high: datetime
     earliest: datetime | None
     latest: datetime | None
+    width_seconds: int
 
-    def note(self, width_seconds: int) -> str:
+    def note(self) -> str:
         where = [f"the earliest at {_minute(self.earliest)}" if self.earliest is not None else "",
                  f"the latest at {_minute(self.latest)}" if self.latest is not None else ""]
-        return (f"note: left out {self.buckets} stored {width_label(width_seconds)} bucket{'s' if self.buckets != 1 else ''} "
+        return (f"note: left out {self.buckets} stored {width_label(self.width_seconds)} bucket{'s' if self.buckets != 1 else ''} "
                 f"dated outside {_minute(self.low)} to {_minute(self.high)} ({', '.join(w for w in where if w)}): no news is "
                 "dated there (see FINSENT_EARLIEST_PUBLISHED_AT, FINSENT_MAX_FUTURE_SKEW); --from and --to can still draw them")
 
@@ -74,6 +105,7 @@ class PlotSummary:
     alerts: int
     start: datetime
     end: datetime
+    resolution: Resolution
     left_out: LeftOut | None = None
 
 
@@ -81,7 +113,8 @@ def add_plot_command(commands: Any) -> None:
     plot = commands.add_parser("plot", help="draw per-entity sentiment curves with the alerts marked, as a PNG")
     plot.add_argument("--entity", action="append", default=[], metavar="ENTITY",
                       help="plot this entity (repeat for several; default: entities with alerts, then the most active)")
-    plot.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: the first alert width, 5m)")
+    plot.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: picked from the window, "
+                                      f"at most {TARGET_PLOT_BUCKETS:,} buckets, summed on read past the widest)")
     window = plot.add_mutually_exclusive_group()
     window.add_argument("--since", help="the last span of news, e.g. 6h, up to the newest article (default: all stored data)")
     window.add_argument("--from", dest="start", help="window start, ISO 8601 (e.g. 2026-03-02 or 2026-03-02T13:00Z)")
@@ -114,6 +147,7 @@ def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
         entities=tuple(dict.fromkeys(entity.strip().upper() for entity in arguments.entity)),
         top=arguments.top,
         news_times=settings.time_window,
+        stored_widths=settings.bucket_widths,
     )
     check_writable(arguments.out)
     database = open_migrated_database(settings)
@@ -124,9 +158,9 @@ def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
     finally:
         database.close()
     print(f"wrote {summary.out}: {len(summary.entities)} entities ({', '.join(summary.entities)}), {summary.alerts} alerts, "
-          f"{clock_text(summary.start)} to {clock_text(summary.end)} UTC")
+          f"{clock_text(summary.start)} to {clock_text(summary.end)} UTC, {summary.resolution.text()}")
     if summary.left_out is not None:
-        print(summary.left_out.note(request.width_seconds), file=sys.stderr)
+        print(summary.left_out.note(), file=sys.stderr)
     return 0
 
 
@@ -145,9 +179,9 @@ def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotReques
     return replace(request, start=min(start, present), end=end)
 
 
-def plot_width(text: str | None, settings: Settings) -> int:
-    """--width as seconds, by default the first width alerts are judged on."""
-    return settings.judged_widths[0] if text is None else stored_width(text, settings.bucket_widths)
+def plot_width(text: str | None, settings: Settings) -> int | None:
+    """--width as seconds; None (picked from the window) when not given."""
+    return None if text is None else stored_width(text, settings.bucket_widths)
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:
@@ -165,49 +199,130 @@ def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
     """Read the series and alerts for `request` and write the PNG; UserError when there is nothing to draw."""
     from pipeline.plotting import EntityPanel, render_png  # matplotlib loads only when a plot is drawn
 
-    start, end, left_out = _window(engine, request)
-    _check_bucket_count(start, end, request.width_seconds)
-    activity = entity_activity(engine, request.width_seconds, start, end)
+    start, end, left_out, resolution = _resolved(engine, request)
+    stored = resolution.stored_width_seconds
+    activity = entity_activity(engine, stored, start, end)
     if activity.empty:
-        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
-                        f"{_minute(end)}{_stored_span(engine, request.width_seconds, *_news_span(request.news_times))}")
+        raise UserError(f"no {width_label(stored)} timesteps between {_minute(start)} and "
+                        f"{_minute(end)}{_stored_span(engine, stored, *_news_span(request.news_times))}")
     alerts = alerts_frame(engine, since=start)
     alerts = alerts[alerts["bucket_start"] < pd.Timestamp(end)]
     entities = _chosen_entities(request, activity, alerts)
-    panels = [EntityPanel(entity, timestep_series(engine, entity, request.width_seconds, start, end)) for entity in entities]
+    panels = [EntityPanel(entity, timestep_series(engine, entity, resolution.width_seconds, start, end,
+                                                  stored_width_seconds=stored)) for entity in entities]
     alerts = alerts[alerts["entity"].isin(entities)]
     try:
-        render_png(panels, alerts, request.width_seconds, start, end, out)
+        render_png(panels, alerts, resolution.width_seconds, start, end, out)
     except OSError as error:
         raise UserError(f"cannot write {out}: {error.strerror or error}; choose another file") from None
-    return PlotSummary(out, tuple(entities), len(alerts), start, end, left_out)
+    return PlotSummary(out, tuple(entities), len(alerts), start, end, resolution, left_out)
 
 
-def _window(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime, LeftOut | None]:
-    """The requested window; open bounds become the first and last stored bucket of the width that
-    news can be dated in, and the buckets outside that span are reported as left out."""
+def _resolved(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime, LeftOut | None, Resolution]:
+    """The window and the width to draw it at: the asked-for width (capped), else one picked from
+    the window, which then widens to whole buckets when drawn coarser than it was measured."""
+    if request.width_seconds is not None:
+        start, end, left_out = _window(engine, request, request.width_seconds)
+        _check_bucket_count(start, end, request.width_seconds)
+        width = stored = request.width_seconds
+    else:
+        widths = _usable_widths(engine, request.stored_widths)
+        start, end, left_out = _window(engine, request, widths[0])
+        width, stored = pick_width(start, end, widths)
+        if width != widths[0]:
+            start, end = _whole_buckets(start, end, width)
+    return start, end, left_out, Resolution(width, stored, _grid_buckets(start, end, width))
+
+
+def pick_width(start: datetime, end: datetime, widths: Sequence[int]) -> tuple[int, int]:
+    """(drawn width, stored width read): the finest of `widths` (stored, ascending) with at most
+    TARGET_PLOT_BUCKETS buckets meeting [start, end); else the finest coarser multiple of the
+    widest, summed from it."""
+    for width in widths:
+        if _meeting_buckets(start, end, width) <= TARGET_PLOT_BUCKETS:
+            return width, width
+    stored = widths[-1]
+    multiples = [width for width in COARSER_WIDTHS if width > stored and width % stored == 0]
+    for width in multiples:
+        if _meeting_buckets(start, end, width) <= TARGET_PLOT_BUCKETS:
+            return width, stored
+    step = multiples[-1] if multiples else stored
+    width = step * max(1, math.ceil((end - start).total_seconds() / (TARGET_PLOT_BUCKETS * step)))
+    while _meeting_buckets(start, end, width) > TARGET_PLOT_BUCKETS:
+        width += step
+    return width, stored
+
+
+def _usable_widths(engine: Engine, stored_widths: Sequence[int]) -> list[int]:
+    """The stored widths, ascending, whose buckets reach back as far as the finest stored series'
+    (a width added to FINSENT_BUCKET_WIDTHS later holds only recent news); all of them on an empty
+    database, so that its errors name the finest width."""
+    ordered = sorted(stored_widths)
+    if not ordered:
+        raise ValueError("a plot without a width needs the stored widths to pick from")
+    with engine.connect() as connection:
+        firsts = {width: first_bucket(connection, width) for width in ordered}
+    kept = [width for width in ordered if firsts[width] is not None]
+    if not kept:
+        return ordered
+    earliest = firsts[kept[0]]
+    return [width for width in kept if firsts[width] <= earliest]
+
+
+def _meeting_buckets(start: datetime, end: datetime, width_seconds: int) -> int:
+    """How many epoch-aligned buckets of the width meet [start, end) (its widened window's grid)."""
+    low, high = _whole_buckets(start, end, width_seconds)
+    return math.ceil((high - low).total_seconds() / width_seconds)
+
+
+def _grid_buckets(start: datetime, end: datetime, width_seconds: int) -> int:
+    """How many epoch-aligned buckets of the width start in [start, end): the grid a panel draws
+    (storage.queries.timestep_series)."""
+    width = timedelta(seconds=width_seconds)
+    first = EPOCH + -((EPOCH - start) // width) * width
+    return max(0, math.ceil((end - first).total_seconds() / width_seconds))
+
+
+def _whole_buckets(start: datetime, end: datetime, width_seconds: int) -> tuple[datetime, datetime]:
+    """[start, end) widened to whole epoch-aligned buckets: a window drawn coarser than the width it
+    was measured in keeps its partial first and last buckets (never past the calendar's ends)."""
+    width = timedelta(seconds=width_seconds)
+    try:
+        low = EPOCH + ((start - EPOCH) // width) * width
+    except OverflowError:
+        low = start
+    try:
+        high = EPOCH - ((EPOCH - end) // width) * width
+    except OverflowError:
+        high = end
+    return low, high
+
+
+def _window(engine: Engine, request: PlotRequest, width_seconds: int) -> tuple[datetime, datetime, LeftOut | None]:
+    """The requested window; open bounds become the first and last stored bucket of `width_seconds`
+    that news can be dated in, and the buckets outside that span are reported as left out."""
     if request.start is not None and request.end is not None:
         return request.start, request.end, None
     low, high = _news_span(request.news_times)
     low = low if request.start is None else min(low, request.start)
     high = high if request.end is None else max(high, request.end)
-    stored = entity_activity(engine, request.width_seconds, low, high)
-    everything = entity_activity(engine, request.width_seconds)
+    stored = entity_activity(engine, width_seconds, low, high)
+    everything = entity_activity(engine, width_seconds)
     if everything.empty:
-        raise UserError(f"no {width_label(request.width_seconds)} timesteps in the database: run `finsent worker` "
+        raise UserError(f"no {width_label(width_seconds)} timesteps in the database: run `finsent worker` "
                         "(or `finsent demo`) to score some news first")
     if stored.empty:
         first = everything["first_bucket_start"].min().to_pydatetime()
-        last = _bucket_end(everything["last_bucket_start"].max().to_pydatetime(), request.width_seconds)
-        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(low)} and {_minute(high)}, "
+        last = _bucket_end(everything["last_bucket_start"].max().to_pydatetime(), width_seconds)
+        raise UserError(f"no {width_label(width_seconds)} timesteps between {_minute(low)} and {_minute(high)}, "
                         f"when news can be dated: the stored ones span {_minute(first)} to {_minute(last)}; "
                         "plot them with --from and --to")
     start = request.start or stored["first_bucket_start"].min().to_pydatetime()
-    end = request.end or stored["last_bucket_start"].max().to_pydatetime() + timedelta(seconds=request.width_seconds)
+    end = request.end or stored["last_bucket_start"].max().to_pydatetime() + timedelta(seconds=width_seconds)
     if end <= start:
-        raise UserError(f"no {width_label(request.width_seconds)} timesteps between {_minute(start)} and "
-                        f"{_minute(end)}{_stored_span(engine, request.width_seconds, low, high)}")
-    return start, end, _left_out(stored, everything, low, high)
+        raise UserError(f"no {width_label(width_seconds)} timesteps between {_minute(start)} and "
+                        f"{_minute(end)}{_stored_span(engine, width_seconds, low, high)}")
+    return start, end, _left_out(stored, everything, low, high, width_seconds)
 
 
 def _news_span(times: TimeWindow) -> tuple[datetime, datetime]:
@@ -218,14 +333,15 @@ def _news_span(times: TimeWindow) -> tuple[datetime, datetime]:
         return times.earliest, datetime.max.replace(tzinfo=timezone.utc)
 
 
-def _left_out(stored: pd.DataFrame, everything: pd.DataFrame, low: datetime, high: datetime) -> LeftOut | None:
+def _left_out(stored: pd.DataFrame, everything: pd.DataFrame, low: datetime, high: datetime,
+              width_seconds: int) -> LeftOut | None:
     """What `everything` (all stored buckets) holds beyond `stored` (those in [low, high)), if anything."""
     buckets = int(everything["buckets"].sum() - stored["buckets"].sum())
     if buckets == 0:
         return None
     first = everything["first_bucket_start"].min().to_pydatetime()
     last = everything["last_bucket_start"].max().to_pydatetime()
-    return LeftOut(buckets, low, high, first if first < low else None, last if last >= high else None)
+    return LeftOut(buckets, low, high, first if first < low else None, last if last >= high else None, width_seconds)
 
 
 def _check_bucket_count(start: datetime, end: datetime, width_seconds: int) -> None:
@@ -233,7 +349,8 @@ def _check_bucket_count(start: datetime, end: datetime, width_seconds: int) -> N
     if buckets > MAX_PLOT_BUCKETS:
         raise UserError(
             f"{_minute(start)} to {_minute(end)} is {buckets:,} {width_label(width_seconds)} buckets, more than one plot "
-            f"draws ({MAX_PLOT_BUCKETS:,}): choose a shorter window (--since, --from/--to) or a wider --width"
+            f"draws ({MAX_PLOT_BUCKETS:,}): choose a shorter window (--since, --from/--to), a wider --width, "
+            "or no --width to draw at a width picked from the window"
         )
 
 

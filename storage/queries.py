@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, DateTime, Engine, Lateral, Select, and_, bindparam, case, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
 
 from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
 
@@ -152,6 +153,8 @@ def timestep_series(
     start: datetime,
     end: datetime,
     model_version: str | None = None,
+    *,
+    stored_width_seconds: int | None = None,
 ) -> pd.DataFrame:
     """The series as a regular grid: one row per epoch-aligned bucket starting in [start, end).
 
@@ -160,18 +163,28 @@ def timestep_series(
     forward from the last stored bucket at or before it, also one before `start`: the decayed index
     does not change across empty buckets. Before any stored bucket the index is NaN. With
     `model_version`, only that model's buckets count. bucket_start is tz-aware UTC.
+
+    With `stored_width_seconds` (a width that divides `width_seconds`), the grid is summed from
+    that width's rows in SQL (see `_binned_statement`), so a long history never reaches pandas
+    bucket by bucket.
     """
+    stored_width = stored_width_seconds or width_seconds
+    if width_seconds % stored_width:
+        raise ValueError(f"a {width_seconds}s grid cannot be summed from {stored_width}s buckets: use a multiple")
     width = timedelta(seconds=width_seconds)
     first = EPOCH + -((EPOCH - start) // width) * width
     buckets = max(0, -((first - end) // width))
     grid = pd.DatetimeIndex([first + k * width for k in range(buckets)], name="bucket_start").as_unit("us")
-    stored = (
-        _timestep_statement(entity, width_seconds, model_version)
-        .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
-        .order_by(Timestep.bucket_start)
-    )
+    if stored_width == width_seconds:
+        stored = (
+            _timestep_statement(entity, width_seconds, model_version)
+            .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
+            .order_by(Timestep.bucket_start)
+        )
+    else:
+        stored = _binned_statement(entity, stored_width, width_seconds, first, end, model_version)
     before = (
-        _timestep_statement(entity, width_seconds, model_version)
+        _timestep_statement(entity, stored_width, model_version)
         .where(Timestep.bucket_start < first)
         .order_by(Timestep.bucket_start.desc())
         .limit(1)
@@ -189,6 +202,33 @@ def timestep_series(
             carried = carried.fillna(getattr(seed, column))
         frame[column] = carried
     return frame.reset_index()[TIMESTEP_COLUMNS]
+
+
+def _binned_statement(
+    entity: str, stored_width: int, width_seconds: int, first: datetime, end: datetime, model_version: str | None
+) -> Select[Any]:
+    """`stored_width` rows in [first, end) summed per epoch-aligned `width_seconds` bin, oldest
+    first: counts add up, means and negative_share are weighted by article_count (exactly what one
+    bucket of the wider width would hold), and emotion_index and model_version are the bin's last
+    stored bucket's (the decayed index at the bin's end)."""
+    rows = (
+        _timestep_statement(entity, stored_width, model_version)
+        .add_columns(func.date_bin(timedelta(seconds=width_seconds), Timestep.bucket_start, EPOCH).label("bin"))
+        .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
+        .subquery()
+    )
+    articles = func.sum(rows.c.article_count)
+
+    def weighted(name: str) -> ColumnElement[Any]:
+        return func.sum(rows.c[name] * rows.c.article_count) / func.nullif(articles, 0)
+
+    def last(name: str) -> ColumnElement[Any]:
+        return array_agg(aggregate_order_by(rows.c[name], rows.c.bucket_start.desc()))[1]
+
+    columns = {"bucket_start": rows.c.bin, "article_count": articles, "emotion_index": last("emotion_index"),
+               "model_version": last("model_version")}
+    columns |= {name: weighted(name) for name in _MEASURES if name != "emotion_index"}
+    return select(*(columns[name].label(name) for name in TIMESTEP_COLUMNS)).group_by(rows.c.bin).order_by(rows.c.bin)
 
 
 def _timestep_statement(entity: str, width_seconds: int, model_version: str | None) -> Select[Any]:

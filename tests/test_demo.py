@@ -7,6 +7,7 @@ second, interrupted run checks that Ctrl-C stops every process the demo started 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -23,8 +24,12 @@ import psutil
 import psycopg
 import pytest
 from matplotlib.image import imread
+from sqlalchemy import Engine
 
-from pipeline.demo import DEMO_PICTURE, sample_news_file
+from pipeline import demo
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.demo import DEMO_PICTURE, DemoOptions, sample_news_file
 from pipeline.plotting import FIGURE_WIDTH_PX, HEADER_HEIGHT_PX, PANEL_HEIGHT_PX
 from storage.embedded import url_of_running_server
 
@@ -130,6 +135,43 @@ def test_an_unwritable_picture_path_fails_before_anything_starts(tmp_path: Path)
         f"finsent: error: cannot write {tmp_path / 'missing' / 'demo.png'}: the directory {tmp_path / 'missing'} "
         "does not exist; create it or choose another --plot")
     assert not (tmp_path / "postgres").exists()
+
+
+def test_no_plot_reaches_the_demo_and_excludes_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing only (the demo itself is the module's slow run): --no-plot is passed on, and with
+    --plot PATH it is a usage error before anything starts."""
+    seen: list[DemoOptions] = []
+    monkeypatch.setattr(demo, "run_demo", lambda _settings, options: seen.append(options) or 0)
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert main(["demo", "--no-plot"]) == 0
+    finally:
+        root.setLevel(level)  # the demo quiets INFO logging; later tests' caplog wants it back
+    assert seen == [DemoOptions(no_plot=True)]
+    with pytest.raises(SystemExit) as refused:
+        main(["demo", "--no-plot", "--plot", "demo.png"])
+    assert refused.value.code == 2 and len(seen) == 1
+
+
+def test_no_plot_draws_no_picture_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo._print_picture(None, Settings.load({}), None)  # type: ignore[arg-type]  # nothing is read without a picture
+    assert capsys.readouterr().out == "\npicture: skipped (--no-plot); `finsent plot` draws it from the database later\n"
+    assert list(tmp_path.glob("**/*.png")) == []
+
+
+def test_the_picture_of_a_long_history_is_drawn_at_a_coarser_width(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `finsent demo --file months.jsonl` draws at its end: the plot's width picked from the span."""
+    from tests.test_plot import write_long_history
+
+    write_long_history(engine, ["PFE", "KO"])
+    picture = tmp_path / "demo.png"
+    demo._print_picture(engine, Settings.load({}), picture)
+    out = capsys.readouterr().out
+    assert f"picture: {picture} (KO, PFE; drawn at 2h: 1,200 buckets, summed from the 1h buckets; " in out
+    assert imread(picture).shape == (HEADER_HEIGHT_PX + PANEL_HEIGHT_PX * 2, FIGURE_WIDTH_PX, 4)
 
 
 class OutputReader:

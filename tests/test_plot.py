@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from pipeline.cli import main
+from pipeline.plot_command import TARGET_PLOT_BUCKETS
 from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
 from storage.models import Alert, Timestep
+from storage.queries import timestep_series, timesteps_for_entity
 from storage.writes import ArticleRecord, EntityMention, write_articles
 from tests.alert_history import MODEL, WIDTH, bucket, write_history
 
@@ -54,7 +58,8 @@ def test_plot_picks_alerted_entities_first_then_the_most_active_never_market(
     code = main(["plot", "--out", str(out), "--top", "3"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert f"wrote {out}: 3 entities (KO, PFE, AAPL), 1 alerts, 2026-03-02 00:00 to 2026-03-02 05:00 UTC" in captured.out
+    assert (f"wrote {out}: 3 entities (KO, PFE, AAPL), 1 alerts, 2026-03-02 00:00 to 2026-03-02 05:00 UTC, "
+            "drawn at 5m: 60 buckets\n") == captured.out
     image = read_png(out)
     width, height = figure_pixels(3)
     assert image.shape == (height, width, 4)
@@ -100,10 +105,11 @@ def test_plot_since_is_the_last_span_of_news_not_of_wall_clock(
         (["--entity", "NOPE"], "no timesteps for NOPE in the window; entities with data there: "),
         (["--out", "{tmp}/missing/plot.png"], "the directory {tmp}/missing does not exist"),
         (["--out", "{tmp}"], "--out {tmp} is a directory"),
-        (["--from", "0001-01-01", "--to", "9999-12-31"],
+        (["--width", "5m", "--from", "0001-01-01", "--to", "9999-12-31"],
          "0001-01-01T00:00Z to 9999-12-31T00:00Z is 1,051,792,704 5m buckets, more than one plot draws (20,000): "
-         "choose a shorter window (--since, --from/--to) or a wider --width"),
-        (["--since", "99999999d"], "1980-01-01T00:00Z to 2026-03-02T04:55Z is "),
+         "choose a shorter window (--since, --from/--to), a wider --width, or no --width to draw at a width picked "
+         "from the window"),
+        (["--width", "5m", "--since", "99999999d"], "1980-01-01T00:00Z to 2026-03-02T04:55Z is "),
     ],
 )
 def test_plot_mistakes_are_one_line_errors(
@@ -179,3 +185,163 @@ def test_plot_draws_the_last_day_of_the_calendar_when_asked(
     assert code == 0, captured.err
     assert "1 entities (PFE), 0 alerts, 9999-12-31 12:00 to 9999-12-31 23:59 UTC" in captured.out
     assert read_png(out).shape == (figure_pixels(1)[1], figure_pixels(1)[0], 4)
+
+
+LONG_T0 = datetime(2025, 11, 1, tzinfo=timezone.utc)
+LONG_DAYS = 100
+FIVE_MINUTE_ROWS = """
+    INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
+        mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)
+    SELECT e, 300, b, 'm', 1 + k % 4, (k % 10) / 20.0, 0.25, 0.75 - (k % 10) / 20.0, (k % 3 = 0)::int,
+           0.75 - (k % 10) / 10.0, sin(k / 500.0), 0, 1
+    FROM unnest(CAST(:entities AS text[])) AS e,
+         generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - interval '5 minutes',
+                         interval '5 minutes') WITH ORDINALITY AS g(b, k)
+"""
+HOURLY_ROWS = """
+    INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
+        mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)
+    SELECT entity, 3600, date_trunc('hour', bucket_start), 'm', sum(article_count),
+           sum(mean_p_negative * article_count) / sum(article_count), 0.25,
+           sum(mean_p_positive * article_count) / sum(article_count),
+           sum(negative_share * article_count) / sum(article_count),
+           sum(mean_sentiment * article_count) / sum(article_count),
+           (array_agg(emotion_index ORDER BY bucket_start DESC))[1], 0, 1
+    FROM timesteps WHERE width_seconds = 300 AND bucket_start >= CAST(:hourly_from AS timestamptz)
+    GROUP BY entity, date_trunc('hour', bucket_start)
+"""
+
+
+def write_long_history(engine: Engine, entities: list[str], days: int = LONG_DAYS,
+                       hourly_from: datetime = LONG_T0) -> None:
+    """`days` of 5-minute buckets from LONG_T0, every one with articles, and the 1-hour buckets summed
+    from them (from `hourly_from` on), in SQL: months of the worker's output in a second. The newest
+    article is a minute before the end."""
+    end = LONG_T0 + timedelta(days=days)
+    with engine.begin() as connection:
+        connection.execute(text(FIVE_MINUTE_ROWS), {"entities": entities, "start": LONG_T0, "end": end})
+        connection.execute(text(HOURLY_ROWS), {"hourly_from": hourly_from})
+        write_articles(connection, [ArticleRecord("newest", end - timedelta(minutes=1), "newest", "", "wire", None, "en",
+                                                  (EntityMention(entities[0], "tickers"),))])
+
+
+@pytest.fixture
+def long_history(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.setenv("FINSENT_DATABASE_URL", database_url)
+    write_long_history(engine, ["PFE", "AAPL", "KO"])
+    return engine
+
+
+DRAWN = re.compile(r", drawn at (\w+): ([\d,]+) buckets(, summed from the (\w+) buckets)?$", re.M)
+
+
+def drawn_at(output: str) -> tuple[str, int, str | None]:
+    """(width, buckets, stored width summed from or None) from the command's output line."""
+    match = DRAWN.search(output)
+    assert match is not None, output
+    return match.group(1), int(match.group(2).replace(",", "")), match.group(4)
+
+
+@pytest.mark.parametrize(("arguments", "expected"), [
+    ([], ("2h", 1_200, "1h")),
+    (["--since", "60d"], ("1h", 1_441, None)),
+    (["--since", "5d"], ("5m", 1_440, None)),
+    (["--from", "2025-11-01", "--to", "2026-11-01"], ("6h", 1_460, "1h")),
+])
+def test_plot_of_a_long_history_picks_its_width_from_the_window(
+    long_history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str],
+    expected: tuple[str, int, str | None],
+) -> None:
+    """The finest stored width with at most TARGET_PLOT_BUCKETS buckets, else a coarser one summed
+    from the widest stored width (1h)."""
+    out = tmp_path / "long.png"
+    code = main(["plot", "--out", str(out), *arguments])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert drawn_at(captured.out) == expected
+    assert expected[1] <= TARGET_PLOT_BUCKETS
+    assert read_png(out).shape == (figure_pixels(3)[1], figure_pixels(3)[0], 4)
+
+
+def test_plot_over_the_whole_calendar_draws_few_wide_buckets(
+    long_history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "calendar.png"
+    code = main(["plot", "--entity", "PFE", "--from", "0001-01-01", "--to", "9999-12-31", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    width, buckets, summed = drawn_at(captured.out)
+    assert width.endswith("d") and summed == "1h" and 0 < buckets <= TARGET_PLOT_BUCKETS
+    assert "1 entities (PFE), 0 alerts" in captured.out
+
+
+def test_plot_sums_from_the_finest_width_when_a_wider_one_lacks_the_old_buckets(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1h added to FINSENT_BUCKET_WIDTHS late: its buckets cover the last 10 days only, so the 100
+    days are summed from the 5m buckets, not drawn mostly empty."""
+    monkeypatch.setenv("FINSENT_DATABASE_URL", database_url)
+    write_long_history(engine, ["PFE"], hourly_from=LONG_T0 + timedelta(days=LONG_DAYS - 10))
+    code = main(["plot", "--out", str(tmp_path / "plot.png")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert drawn_at(captured.out) == ("2h", 1_200, "5m")
+    assert "1 entities (PFE)" in captured.out
+
+
+def test_an_explicit_width_keeps_the_cap_on_a_long_history(
+    long_history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plot", "--width", "5m", "--out", str(tmp_path / "plot.png")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("finsent: error: 2025-11-01T00:00Z to 2026-02-09T00:00Z is 28,800 5m buckets, more than one "
+                            "plot draws (20,000)"), error
+    assert list(tmp_path.glob("*.png")) == []
+
+
+def write_sparse_rows(engine: Engine, rng: np.random.Generator) -> None:
+    """5m buckets of PFE on half of a day but none from 10:00 to 14:00, with any counts and means."""
+    rows = []
+    for k in sorted(rng.choice([k for k in range(288) if not 120 <= k < 168], size=120, replace=False)):
+        p_negative, p_positive = rng.uniform(0, 0.5, size=2)
+        rows.append({
+            "entity": "PFE", "width_seconds": WIDTH, "bucket_start": LONG_T0 + timedelta(minutes=5 * int(k)),
+            "model_version": MODEL, "article_count": int(rng.integers(1, 9)), "mean_p_negative": p_negative,
+            "mean_p_neutral": 1 - p_negative - p_positive, "mean_p_positive": p_positive,
+            "negative_share": float(rng.uniform()), "mean_sentiment": p_positive - p_negative,
+            "emotion_index": float(rng.uniform(-1, 1)), "decay_sum": 0.0, "decay_weight": 1.0,
+        })
+    with engine.begin() as connection:
+        connection.execute(insert(Timestep), rows)
+
+
+def summed_in_pandas(rows: pd.DataFrame, width: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The definition, bucket by bucket: counts add up, means weigh by article_count, the index is
+    the bin's last stored one, carried across empty bins from the last before `start`."""
+    before = rows[rows["bucket_start"] < start]
+    rows = rows[rows["bucket_start"] >= start].assign(bin=lambda f: f["bucket_start"].dt.floor(width))
+    bins = rows.groupby("bin")
+    frame = pd.DataFrame({"article_count": bins["article_count"].sum()})
+    for column in ("mean_p_negative", "mean_p_neutral", "mean_p_positive", "negative_share", "mean_sentiment"):
+        frame[column] = (rows[column] * rows["article_count"]).groupby(rows["bin"]).sum() / frame["article_count"]
+    frame["emotion_index"] = bins["emotion_index"].last()
+    frame["model_version"] = bins["model_version"].last()
+    grid = pd.date_range(start, end, freq=width, inclusive="left", name="bucket_start").as_unit("us")
+    frame = frame.reindex(grid)
+    frame["article_count"] = frame["article_count"].fillna(0).astype("int64")
+    for column in ("emotion_index", "model_version"):
+        frame[column] = frame[column].ffill().fillna(before[column].iloc[-1] if len(before) else np.nan)
+    return frame.reset_index()
+
+
+@pytest.mark.parametrize("width_seconds", [3600, 7200, 21_600])
+def test_summed_buckets_equal_the_pandas_definition(engine: Engine, width_seconds: int) -> None:
+    """Empty hours (10:00 to 14:00) carry the index; the one before 06:00 seeds it."""
+    write_sparse_rows(engine, np.random.default_rng(width_seconds))
+    start, end = LONG_T0 + timedelta(hours=6), LONG_T0 + timedelta(days=1)
+    summed = timestep_series(engine, "PFE", width_seconds, start, end, stored_width_seconds=WIDTH)
+    rows = timesteps_for_entity(engine, "PFE", WIDTH, LONG_T0, end)
+    expected = summed_in_pandas(rows, f"{width_seconds}s", start, end)
+    pd.testing.assert_frame_equal(summed, expected[summed.columns], check_dtype=False, check_freq=False)
+    assert summed["article_count"].sum() == rows[rows["bucket_start"] >= start]["article_count"].sum()
