@@ -102,12 +102,20 @@ def _device(text: str) -> str:
     raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
 
 
-def _bucket_widths(text: str) -> tuple[int, ...]:
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise ValueError("expected a comma-separated list of durations such as 5m,1h")
-    widths = tuple(sorted({parse_duration_seconds(part) for part in parts}))
-    return widths
+def _durations(example: str) -> Callable[[str], tuple[int, ...]]:
+    """A parser of comma-separated durations, sorted and without repeats; `example` shows the form."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise ValueError(f"expected a comma-separated list of durations such as {example}")
+        return tuple(sorted({parse_duration_seconds(part) for part in parts}))
+
+    return parse
+
+
+_bucket_widths = _durations("5m,1h")
+_horizons = _durations("1h,6h,1d,3d")
 
 
 def _optional_bucket_widths(text: str) -> tuple[int, ...]:
@@ -206,13 +214,6 @@ def _bind_host(text: str) -> str:
     if not re.match(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9.-]+)$", value):
         raise ValueError("expected an address to listen on such as 127.0.0.1 (this host only), 0.0.0.0 (every interface) or ::")
     return value.strip("[]")
-
-
-def _horizons(text: str) -> tuple[int, ...]:
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise ValueError("expected a comma-separated list of durations such as 1h,6h,1d,3d")
-    return tuple(sorted({parse_duration_seconds(part) for part in parts}))
 
 
 def _log_level(text: str) -> str:

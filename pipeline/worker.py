@@ -96,12 +96,13 @@ class ArticleSink:
             touched = [record for record in records if record.id not in stored or record.id not in already_scored]
             started = time.perf_counter()
             scores = self._scorer.score_texts([record.text for record in to_score])
+            risks = [self._risk.tag(record.text) for record in to_score]
             scored_at = time.perf_counter()
             with self._engine.begin() as connection:
                 write_articles(connection, records)
                 write_scores(connection, [
-                    _score_record(record.id, score, version, self._risk.tag(record.text))
-                    for record, score in zip(to_score, scores, strict=True)
+                    _score_record(record.id, score, version, risk)
+                    for record, score, risk in zip(to_score, scores, risks, strict=True)
                 ])
                 timestep_rows = update_timesteps(connection, _times_per_entity(touched), version, self._timesteps)
             self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)

@@ -53,7 +53,6 @@ def run_backtest(
     entity: str | None = None,
     progress: Progress | None = None,
 ) -> BacktestResult:
-    step = timedelta(seconds=width_seconds)
     first = bucket_start(start, width_seconds)
     last = bucket_start(end - timedelta(microseconds=1), width_seconds)
     entities = None if entity is None else sorted({entity, market_entity})
@@ -63,8 +62,7 @@ def run_backtest(
         if entity is not None:
             transitions = [t for t in transitions if t.state.entity == entity]
         alerts = _episodes(transitions, lambda name, s, e: top_negative_articles(connection, name, s, e), width_seconds)
-    total = max(0, int((last - first) // step) + 1)
-    return BacktestResult(alerts, transitions, total, len(span.entities))
+    return BacktestResult(alerts, transitions, span.buckets, len(span.entities))
 
 
 def write_backtest(engine: Engine, result: BacktestResult, width_seconds: int) -> StoreReport:
@@ -86,7 +84,7 @@ def _episodes(transitions: Sequence[Transition], headlines: Callable[[str, datet
     for transition in transitions:
         state = transition.state
         if transition.kind == FIRED:
-            first = build_evidence(state, width_seconds, headlines)["first"]
+            first = moment_evidence(state.entity, state.first or state.candidate, width_seconds, headlines)
             rows[state.dedup_key] = {
                 "entity": state.entity, "rule": state.rule, "width_seconds": state.width_seconds,
                 "fired_bucket": state.first_bucket, "severity": state.severity, "max_severity": state.severity,

@@ -28,9 +28,10 @@ rolling horizons, not single buckets:
   one false alarm per entity-year gives a tail of 9.3e-5).
 - Severity from rarity: expected false alarms per entity-year at the observed tail; warning
   within the budget, major at a tenth of it, critical at a hundredth.
-- Hot: a bucket where some horizon up to `hot_horizon` still has a tail under `hot_factor` times
-  the threshold. It never fires an alert; it keeps a firing one open, so an alert resolves when
-  the story has gone quiet for a day, not when one hour passes without a headline.
+- Hot: a bucket where some horizon up to `hot_horizon` (default: all of them) still has a tail
+  under `hot_factor` times the threshold. It never fires an alert; it keeps a firing one open, so
+  an alert resolves once the story has left its horizons (up to three days after its last adverse
+  story), not when one hour passes without a headline.
 - The market-wide entity is judged on its own history only (it has no peers), as its own rule,
   once it has a day of history.
 
@@ -73,8 +74,6 @@ CANDIDATE_COLUMNS = [
     "exposure_days",
     "own_weight", "prior_rate", "mean_p_negative", "baseline_p_negative", "baseline_source", "metric", "severity",
 ]
-BAND_COLUMNS = ["entity", "band", "adverse_count", "risk_count", "story_count", "article_count", "p_negative_mass"]
-BUCKET_COLUMNS = ["entity", "bucket_start", "adverse_count", "risk_count", "story_count", "article_count", "mean_p_negative"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class DetectionRules:
     prior_weight_seconds: int = 7 * DAY_SECONDS
     false_alarms_per_year: float = 1.0
     min_stories: float = 3.0
-    hot_horizon_seconds: int = 259200
+    hot_horizon_seconds: int = 3 * DAY_SECONDS
     hot_factor: float = 100.0
 
     def __post_init__(self) -> None:
@@ -179,10 +178,11 @@ def detect(
     """Candidates (one row per entity and triggered or hot bucket) for buckets starting in
     [judge_from, judge_through], oldest first.
 
-    `buckets`: the stored buckets of this width (BUCKET_COLUMNS) from `rules.lookback_seconds`
-    before `judge_from` on; `bands`: per entity, the sums of those buckets (BAND_COLUMNS) between
-    consecutive `history_edges` (band b: [edges[b - 1], edges[b])); `data_start`: the first stored
-    bucket of the width (where history begins: exposure never counts time before it).
+    `buckets`: the stored buckets of this width (the columns of storage.queries.DETECTION_COLUMNS)
+    from `rules.lookback_seconds` before `judge_from` on; `bands`: per entity, the sums of those
+    buckets (storage.queries.BAND_DETECTION_COLUMNS) between consecutive `history_edges` (band b:
+    [edges[b - 1], edges[b])); `data_start`: the first stored bucket of the width (where history
+    begins: exposure never counts time before it).
     """
     width = timedelta(seconds=width_seconds)
     start, through = _utc(judge_from), _utc(judge_through)
