@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy import Engine
 from tqdm import tqdm
 
@@ -39,7 +39,7 @@ from pipeline.metrics import Metrics
 from pipeline.plot_command import PlotRequest, check_writable, write_plot
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
-from storage.queries import alerts_frame
+from storage.queries import EPOCH, alerts_frame, entity_summary, stored_article_count
 from storage.reset import empty_all_tables
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ DEMO_PICTURE = "finsent-demo.png"
 WORKER_STOP_TIMEOUT_S = 30.0
 """Long enough for the batch being scored to finish and commit (or be dropped) under a busy CPU."""
 SCHEDULER_STOP_TIMEOUT_S = 60.0
+_SUMMARY_ENTITIES = 15
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,10 @@ def _replay(settings: Settings, news_file: Path, total: int, speedup: float) -> 
 def _wait_for_worker(engine: Engine, article_ids: list[str], timeout_s: float = 300.0) -> None:
     """Until every replayed article is in the database (the worker may still be draining the topic)."""
     deadline = time.monotonic() + timeout_s
-    statement = sa.text("SELECT count(*) FROM articles WHERE id = ANY(:ids)")
     with tqdm(total=len(article_ids), unit="article", desc="worker catching up", file=sys.stderr, mininterval=0.5) as bar:
         while time.monotonic() < deadline:
             with engine.connect() as connection:
-                stored = int(connection.execute(statement, {"ids": article_ids}).scalar_one())
+                stored = stored_article_count(connection, article_ids)
             bar.update(stored - bar.n)
             if stored >= len(article_ids):
                 return
@@ -185,19 +185,12 @@ def _reset(engine: Engine) -> None:
 
 
 def _print_summary(engine: Engine, summary: ReplaySummary) -> None:
+    entities = entity_summary(engine, EPOCH, datetime.max.replace(tzinfo=timezone.utc)).head(_SUMMARY_ENTITIES)
     with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT e.entity, count(*) AS articles, avg(s.sentiment) AS sentiment, "
-                "avg(CASE WHEN s.label = 'negative' THEN 1.0 ELSE 0.0 END) AS negative_share "
-                "FROM article_entities e LEFT JOIN article_scores s ON s.article_id = e.article_id "
-                "GROUP BY e.entity ORDER BY articles DESC, e.entity LIMIT 15"
-            )
-        ).all()
-        total = connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one()
+        total = stored_article_count(connection)
     print(f"\nreplayed {summary.sent} messages in {summary.elapsed_s:.0f}s; {total} articles in the database")
     print(f"{'entity':<10}{'articles':>10}{'sentiment':>11}{'negative':>10}")
-    for entity, articles, sentiment, negative_share in rows:
+    for entity, articles, sentiment, negative_share in entities[["entity", "articles", "mean_sentiment", "negative_share"]].itertuples(index=False):
         print(f"{entity:<10}{articles:>10}{_number(sentiment):>11}{_percent(negative_share):>10}")
 
 

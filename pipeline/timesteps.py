@@ -50,11 +50,11 @@ import numpy as np
 from sqlalchemy import Connection
 
 from pipeline.scoring.risk_events import NAMES_THE_EVENT, TAG_THRESHOLD
+from storage.locks import lock_entities
 from storage.timesteps_store import (
     STORY_MEMORY,
     TimestepRow,
     decay_states_before,
-    lock_entities,
     scored_mentions_in,
     upsert_timesteps,
 )

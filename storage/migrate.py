@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from storage.locks import lock_migrations
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Any constant works; it only has to be the same in every finsent process migrating this database.
-MIGRATION_LOCK_ID = 0x66696E73656E74  # "finsent"
 
 
 class SchemaOutdated(Exception):
@@ -44,7 +43,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Upgrade under an advisory lock so concurrent workers never migrate twice. Returns the new revision."""
     config = alembic_config()
     with engine.begin() as connection:
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        lock_migrations(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         new_revision = MigrationContext.configure(connection).get_current_revision()

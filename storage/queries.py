@@ -343,6 +343,14 @@ def entity_days(connection: Connection, start: datetime, end: datetime) -> pd.Da
     return frame
 
 
+def stored_article_count(connection: Connection, article_ids: Sequence[str] | None = None) -> int:
+    """How many articles are stored: all of them, or those of `article_ids` (a replay's progress)."""
+    statement = select(func.count()).select_from(Article)
+    if article_ids is not None:
+        statement = statement.where(Article.id.in_(list(article_ids)))
+    return int(connection.execute(statement).scalar_one())
+
+
 def ingest_watermark(connection: Connection) -> tuple[datetime | None, datetime | None]:
     """(newest article event time, newest ingestion time), both None on an empty database."""
     newest_event = connection.execute(select(func.max(Article.published_at))).scalar()

@@ -7,21 +7,20 @@ roll back) together with the articles and scores they were computed from.
 Concurrency: every article counts towards the market-wide entity, so two workers routinely update
 the same entity at once. Each recomputes buckets from what it can see; without a lock the later
 commit would overwrite the other's counts with a recomputation that missed the other's (then
-uncommitted) articles. `lock_entities` serialises writers per entity for the rest of the
+uncommitted) articles. `storage.locks.lock_entities` serialises writers per entity for the rest of the
 transaction; under READ COMMITTED every statement after the lock sees what the previous holder
 committed.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, case, column, func, select, text, true,
+    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, case, column, func, select, true,
     tuple_,
 )
 from sqlalchemy.orm import aliased
@@ -30,9 +29,6 @@ from sqlalchemy.types import TypeEngine
 
 from storage.models import Article, ArticleEntity, ArticleScore, Timestep
 from storage.writes import unnest_rows
-
-# Namespace (first key) of the two-key advisory locks, so they never meet the one-key migration lock.
-TIMESTEP_LOCK_NAMESPACE = 0x74696D65  # "time"
 
 
 @dataclass(frozen=True)
@@ -71,27 +67,6 @@ DecayRow = tuple[datetime, float, float]
 
 _COLUMNS = [field.name for field in fields(TimestepRow)]
 _KEY = ["entity", "width_seconds", "bucket_start"]
-_LOCK = text("SELECT pg_advisory_xact_lock(:namespace, key) FROM unnest(:keys) AS key").bindparams(
-    bindparam("keys", type_=ARRAY(Integer))
-)
-
-
-def entity_lock_key(entity: str) -> int:
-    """A stable signed 32-bit key for the entity (Python's hash() differs between processes)."""
-    digest = hashlib.blake2b(entity.encode("utf-8"), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def lock_entities(connection: Connection, entities: Iterable[str]) -> None:
-    """Take a transaction-scoped advisory lock per entity, waiting for other holders to commit.
-
-    Locks are taken in ascending key order (a total order every worker shares, so two workers can
-    never each hold one lock the other wants), in one statement: a function scan over an array
-    visits it in order. Entities whose keys collide simply share one lock.
-    """
-    keys = sorted({entity_lock_key(entity) for entity in entities})
-    if keys:
-        connection.execute(_LOCK, {"namespace": TIMESTEP_LOCK_NAMESPACE, "keys": keys})
 
 
 def scored_mentions_in(

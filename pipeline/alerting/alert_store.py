@@ -1,8 +1,8 @@
-"""The lifecycle's rows in PostgreSQL: firing alerts in, transitions out, inside the caller's transaction.
+"""The lifecycle's states to and from the alert tables: firing alerts in, transitions out, inside
+the caller's transaction (the statements are storage/alerts.py's).
 
-The unique dedup key (fingerprint @ first bucket), the partial unique index (one firing alert per
-fingerprint) and the unique (alert, kind, bucket) of alert_events are the last guards: when another
-scheduler already stored a transition, the insert does nothing and no delivery is queued twice.
+When another scheduler already stored a transition, its insert does nothing (the tables' unique
+keys) and no delivery is queued twice.
 """
 
 from __future__ import annotations
@@ -10,17 +10,21 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.lifecycle import FIRED, AlertState, Transition
 from pipeline.alerting.notice import event_label
 from pipeline.alerting.outbox import enqueue_deliveries
-from storage.models import Alert, AlertEvent, DetectionProgress, Silence
+from storage.alerts import (
+    alert_id_for,
+    alert_silenced,
+    firing_alerts,
+    insert_alert,
+    insert_alert_event,
+    update_alert,
+)
 
 Evidence = Callable[[AlertState], dict[str, Any]]
 Router = Callable[[str, str], Sequence[str]]
@@ -38,7 +42,6 @@ class StoreReport:
 
 
 def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
-    rows = session.scalars(select(Alert).where(Alert.state == "firing", Alert.width_seconds == width_seconds))
     return {
         alert.fingerprint: AlertState(
             fingerprint=alert.fingerprint, entity=alert.entity, rule=alert.rule, width_seconds=alert.width_seconds,
@@ -48,12 +51,8 @@ def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
             alert_id=alert.id, candidate=dict((alert.evidence or {}).get("latest") or alert.evidence or {}),
             first=dict((alert.evidence or {}).get("first") or {}), peak=dict((alert.evidence or {}).get("peak") or {}),
         )
-        for alert in rows
+        for alert in firing_alerts(session, width_seconds)
     }
-
-
-def active_silences(session: Session, now: datetime) -> list[str]:
-    return list(session.scalars(select(Silence.entity_glob).where(Silence.ends_at > now)))
 
 
 def is_silenced(entity: str, globs: Sequence[str]) -> bool:
@@ -81,13 +80,10 @@ def store_transitions(
             continue
         if transition.kind == FIRED:
             silenced = is_silenced(state.entity, silences)
-            alert_id = session.execute(
-                insert(Alert).values(**_alert_values(state, evidence(state)), dedup_key=key, fingerprint=state.fingerprint,
-                                     entity=state.entity, rule=state.rule, width_seconds=state.width_seconds,
-                                     bucket_start=state.first_bucket, silenced=silenced)
-                .on_conflict_do_nothing()
-                .returning(Alert.id)
-            ).scalar()
+            alert_id = insert_alert(session, {
+                **_alert_values(state, evidence(state)), "dedup_key": key, "fingerprint": state.fingerprint,
+                "entity": state.entity, "rule": state.rule, "width_seconds": state.width_seconds,
+                "bucket_start": state.first_bucket, "silenced": silenced})
             if alert_id is None:
                 lost.add(key)
                 report.already_stored += 1
@@ -95,24 +91,18 @@ def store_transitions(
             if silenced:
                 silenced_keys.add(key)
         else:
-            alert_id = ids.get(key) or state.alert_id or _alert_id(session, key)
+            alert_id = ids.get(key) or state.alert_id or alert_id_for(session, key)
             if alert_id is None:
                 continue
-            session.execute(update(Alert).where(Alert.id == alert_id).values(**_alert_values(state, evidence(state))))
+            update_alert(session, alert_id, _alert_values(state, evidence(state)))
         ids[key] = alert_id
-        inserted = session.execute(
-            insert(AlertEvent).values(alert_id=alert_id, kind=transition.kind, bucket_start=transition.bucket_start,
-                                      severity=state.severity, value=state.value)
-            .on_conflict_do_nothing()
-            .returning(AlertEvent.id)
-        ).scalar()
-        if inserted is None:
+        if not insert_alert_event(session, alert_id, transition.kind, transition.bucket_start, state.severity, state.value):
             report.already_stored += 1
             continue
         report.transitions[transition.kind] = report.transitions.get(transition.kind, 0) + 1
         if transition.kind == FIRED:
             report.fired[(state.rule, state.severity)] = report.fired.get((state.rule, state.severity), 0) + 1
-        if key in silenced_keys or _stored_silenced(session, alert_id, transition):
+        if key in silenced_keys or (transition.kind != FIRED and alert_silenced(session, alert_id)):
             report.silenced += 1
         elif route is not None:
             report.deliveries += enqueue_deliveries(
@@ -123,16 +113,10 @@ def store_transitions(
         alert_id = ids.get(state.dedup_key) or state.alert_id
         if alert_id is not None:
             # The latest trigger's numbers and evidence, so an alert always describes one moment.
-            session.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "firing").values(
-                last_bucket_start=state.last_bucket, quiet_buckets=state.quiet_buckets, value=state.value,
-                baseline=state.baseline, evidence=evidence(state)))
+            update_alert(session, alert_id, {
+                "last_bucket_start": state.last_bucket, "quiet_buckets": state.quiet_buckets, "value": state.value,
+                "baseline": state.baseline, "evidence": evidence(state)}, only_firing=True)
     return report
-
-
-def _stored_silenced(session: Session, alert_id: int, transition: Transition) -> bool:
-    if transition.kind == FIRED:
-        return False
-    return bool(session.execute(select(Alert.silenced).where(Alert.id == alert_id)).scalar())
 
 
 def _alert_values(state: AlertState, evidence: dict[str, Any]) -> dict[str, Any]:
@@ -145,22 +129,3 @@ def _alert_values(state: AlertState, evidence: dict[str, Any]) -> dict[str, Any]
     if state.firing:
         values["evidence"] = evidence
     return values
-
-
-def _alert_id(session: Session, key: str) -> int | None:
-    return session.execute(select(Alert.id).where(Alert.dedup_key == key)).scalar()
-
-
-def evaluated_through(session: Session, width_seconds: int) -> datetime | None:
-    return session.execute(
-        select(DetectionProgress.evaluated_through).where(DetectionProgress.width_seconds == width_seconds)
-    ).scalar()
-
-
-def set_evaluated_through(session: Session, width_seconds: int, bucket_start: datetime) -> None:
-    statement = insert(DetectionProgress).values(width_seconds=width_seconds, evaluated_through=bucket_start)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[DetectionProgress.width_seconds],
-        set_={"evaluated_through": statement.excluded.evaluated_through, "updated_at": statement.excluded.updated_at},
-    ))
-

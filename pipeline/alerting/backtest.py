@@ -15,16 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.alert_store import StoreReport, store_transitions
-from pipeline.alerting.detection_pass import PASS_LOCK_KEY
 from pipeline.alerting.evidence import build_evidence, moment_evidence
 from pipeline.alerting.judging import Progress, judge_span
 from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, AlertState, LifecyclePolicy, Transition
 from pipeline.alerting.rules import DetectionRules
 from pipeline.timesteps import bucket_start
+from storage.locks import lock_detection_passes
 from storage.queries import top_negative_articles
 
 ALERT_COLUMNS = [
@@ -68,8 +68,8 @@ def run_backtest(
 def write_backtest(engine: Engine, result: BacktestResult, width_seconds: int) -> StoreReport:
     """Store the backtest's alerts and events in the live tables, queueing no notification."""
     with Session(engine) as session, session.begin():
-        session.execute(select(func.pg_advisory_xact_lock(PASS_LOCK_KEY)))
         connection = session.connection()
+        lock_detection_passes(connection)
 
         def evidence(state: AlertState) -> dict[str, Any]:
             return build_evidence(state, width_seconds, lambda e, s, t: top_negative_articles(connection, e, s, t))

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from pipeline.cli_values import parse_moment
 from pipeline.config import SETTING_SPECS, Settings, parse_duration_seconds
@@ -228,25 +227,23 @@ def list_alerts(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def acknowledge(settings: Settings, arguments: argparse.Namespace) -> int:
     from pipeline.database import open_database
-    from storage.models import Alert
+    from storage.alerts import acknowledge_alert
 
     database = open_database(settings)
     try:
-        with Session(database.engine) as session, session.begin():
-            alert = session.execute(select(Alert.entity, Alert.rule, Alert.state).where(Alert.id == arguments.alert_id)).first()
-            if alert is None:
-                raise UserError(f"no alert with id {arguments.alert_id}; `finsent alerts` lists them")
-            session.execute(update(Alert).where(Alert.id == arguments.alert_id, Alert.acked_at.is_(None))
-                            .values(acked_at=datetime.now(timezone.utc)))
+        alert = acknowledge_alert(database.engine, arguments.alert_id, datetime.now(timezone.utc))
     finally:
         database.close()
+    if alert is None:
+        raise UserError(f"no alert with id {arguments.alert_id}; `finsent alerts` lists them")
     print(f"acknowledged alert {arguments.alert_id} ({alert.entity} {alert.rule}, {alert.state}): no repeated notifications")
     return 0
 
 
 def add_silence(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.alerting.alert_store import is_silenced
     from pipeline.database import open_database
-    from storage.models import Silence
+    from storage.alerts import add_silence as store_silence
 
     glob = _silence_glob(arguments.entity, arguments.all)
     if arguments.duration > settings.silence_max:
@@ -261,14 +258,12 @@ def add_silence(settings: Settings, arguments: argparse.Namespace) -> int:
                         f"(and lower FINSENT_SILENCE_MAX={width_label(settings.silence_max)})") from None
     database = open_database(settings)
     try:
-        with Session(database.engine) as session, session.begin():
-            session.add(Silence(entity_glob=glob, ends_at=ends_at, reason=arguments.reason))
-            matched = _known_entities_matching(session, glob)
+        known = store_silence(database.engine, glob, ends_at, arguments.reason)
     finally:
         database.close()
     what = f"every entity ({escape_controls(glob)})" if arguments.all else escape_controls(glob)
     print(f"silenced {what} until {ends_at.isoformat(timespec='seconds')}: alerts are recorded, not sent")
-    print(_matched_line(matched))
+    print(_matched_line([entity for entity in known if is_silenced(entity, [glob])]))
     return 0
 
 
@@ -289,15 +284,6 @@ def _silence_glob(entity: str | None, everything: bool) -> str:
     if _matches_every_entity(glob):
         raise UserError(f"{glob!r} matches every entity and would mute all notifications: add --all if that is meant")
     return glob
-
-
-def _known_entities_matching(session: Session, glob: str) -> list[str]:
-    """The entities of stored articles that the silence covers, by the rule the alert store applies."""
-    from pipeline.alerting.alert_store import is_silenced
-    from storage.models import ArticleEntity
-
-    entities = session.scalars(select(ArticleEntity.entity).distinct().order_by(ArticleEntity.entity))
-    return [entity for entity in entities if is_silenced(entity, [glob])]
 
 
 def _matched_line(entities: list[str]) -> str:

@@ -25,29 +25,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pipeline.alerting.alert_store import (
-    Router,
-    StoreReport,
-    active_silences,
-    evaluated_through,
-    load_firing,
-    set_evaluated_through,
-    store_transitions,
-)
+from pipeline.alerting.alert_store import Router, StoreReport, load_firing, store_transitions
 from pipeline.alerting.evidence import build_evidence
 from pipeline.alerting.judging import judge_span
 from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy
 from pipeline.alerting.rules import DetectionRules
 from pipeline.timesteps import bucket_start
+from storage.alerts import active_silence_globs, evaluated_through, set_evaluated_through
+from storage.locks import lock_detection_passes
 from storage.queries import first_bucket, ingest_watermark, top_negative_articles
 
 log = logging.getLogger(__name__)
-
-PASS_LOCK_KEY = 0x66696E73_70617373  # 'finspass'
-
 
 @dataclass(frozen=True)
 class DetectionSchedule:
@@ -116,14 +107,14 @@ class DetectionPass:
         report = PassReport()
         now = self._clock()
         with Session(self._engine) as session, session.begin():
-            session.execute(select(func.pg_advisory_xact_lock(PASS_LOCK_KEY)))
+            lock_detection_passes(session.connection())
             newest_event, newest_ingest = ingest_watermark(session.connection())
             if close_all and newest_event is not None:
                 report.watermark = min(newest_event, now)
             else:
                 report.watermark = closing_watermark(newest_event, newest_ingest, now, self._schedule.idle_close)
             if report.watermark is not None:
-                silences = active_silences(session, now)
+                silences = active_silence_globs(session, now)
                 for width in self._schedule.widths:
                     self._judge_width(session, width, report, close_all, silences)
         report.duration_ms = (time.perf_counter() - started) * 1000

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-log = logging.getLogger(__name__)
+from storage.locks import SCHEDULER_LEADER_LOCK_KEY, check_alive, release_session_lock, try_session_lock
 
-LEADER_LOCK_KEY = 0x66696E73_6C656164  # 'finslead'
+log = logging.getLogger(__name__)
 
 
 class Leadership:
-    def __init__(self, engine: Engine, key: int = LEADER_LOCK_KEY) -> None:
+    def __init__(self, engine: Engine, key: int = SCHEDULER_LEADER_LOCK_KEY) -> None:
         self._engine = engine
         self._key = key
         self._connection: Connection | None = None
@@ -34,8 +33,7 @@ class Leadership:
         """True when this process is (still, or now) the leader."""
         if self._connection is not None:
             try:
-                self._connection.execute(sa.text("SELECT 1"))
-                self._connection.commit()
+                check_alive(self._connection)
                 return True
             except DBAPIError as error:
                 log.warning("leadership_lost", extra={"kv": {"error": " ".join(str(error.orig).split())[:200]}})
@@ -45,8 +43,7 @@ class Leadership:
         except DBAPIError:
             return False
         try:
-            acquired = bool(connection.execute(sa.select(sa.func.pg_try_advisory_lock(self._key))).scalar())
-            connection.commit()
+            acquired = try_session_lock(connection, self._key)
         except DBAPIError:
             connection.close()
             return False
@@ -61,8 +58,7 @@ class Leadership:
         if self._connection is None:
             return
         try:
-            self._connection.execute(sa.select(sa.func.pg_advisory_unlock(self._key)))
-            self._connection.commit()
+            release_session_lock(self._connection, self._key)
         except DBAPIError:
             pass  # the lock goes with the connection anyway
         self._drop()

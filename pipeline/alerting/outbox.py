@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.channels.channel import Channel, DeliveryFailed
@@ -37,7 +36,15 @@ from pipeline.alerting.channels.configured import CHANNEL_SWITCHES
 from pipeline.alerting.delivery_retry import DeliveryRetryPolicy
 from pipeline.alerting.notice import AlertNotice, parse_event_label
 from pipeline.alerting.routing import CHANNELS
-from storage.models import Alert, AlertEvent, Delivery
+from storage.models import Delivery
+from storage.outbox import (
+    claim_due_delivery,
+    delivery_subject,
+    insert_deliveries,
+    settle_failed,
+    settle_retry,
+    settle_sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +74,7 @@ def enqueue_deliveries(
     unknown = [channel for channel in channels if channel not in CHANNELS]
     if unknown:
         raise ValueError(f"unknown channel(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(CHANNELS)}")
-    unique = list(dict.fromkeys(channels))
-    if not unique:
-        return 0
-    due = {} if due_at is None else {"next_attempt_at": due_at}
-    rows = [
-        {"alert_id": alert_id, "channel": channel, "event": event_label, "status": "pending", "attempts": 0, **due}
-        for channel in unique
-    ]
-    statement = (
-        insert(Delivery)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["alert_id", "channel", "event"])
-        .returning(Delivery.id)
-    )
-    return len(session.execute(statement).all())
+    return insert_deliveries(session, alert_id, event_label, list(dict.fromkeys(channels)), due_at)
 
 
 @dataclass(frozen=True)
@@ -129,13 +122,7 @@ class OutboxDispatcher:
         """Claim, send and settle one due delivery in one transaction: (channel, outcome), or None
         when nothing is due."""
         with Session(self._engine) as session, session.begin():
-            query = select(Delivery).where(
-                Delivery.status == "pending", Delivery.next_attempt_at <= (fixed_now or self._clock())
-            )
-            if attempted:
-                query = query.where(Delivery.id.not_in(attempted))
-            query = query.order_by(Delivery.next_attempt_at, Delivery.id).limit(1).with_for_update(skip_locked=True)
-            delivery = session.scalars(query).first()
+            delivery = claim_due_delivery(session, fixed_now or self._clock(), attempted)
             if delivery is None:
                 return None
             attempted.append(delivery.id)
@@ -143,10 +130,7 @@ class OutboxDispatcher:
                 self._send(session, delivery)
             except DeliveryFailed as failure:
                 return delivery.channel, self._record_failure(delivery, failure, fixed_now or self._clock())
-            delivery.status = "sent"
-            delivery.attempts += 1
-            delivery.sent_at = fixed_now or self._clock()
-            delivery.last_error = None
+            settle_sent(delivery, fixed_now or self._clock())
             log.info("alert_delivered", extra={"kv": {**_fields(delivery), "attempts": delivery.attempts}})
             return delivery.channel, "sent"
 
@@ -169,10 +153,9 @@ class OutboxDispatcher:
             raise DeliveryFailed(f"{type(error).__name__}: {error}", permanent=False) from error
 
     def _record_failure(self, delivery: Delivery, failure: DeliveryFailed, now: datetime) -> Outcome:
-        delivery.attempts += 1
-        delivery.last_error = failure.reason[:MAX_ERROR_CHARS]
-        if failure.permanent or self._policy.gives_up_after(delivery.attempts):
-            delivery.status = "failed"
+        error = failure.reason[:MAX_ERROR_CHARS]
+        if failure.permanent or self._policy.gives_up_after(delivery.attempts + 1):
+            settle_failed(delivery, error)
             log.error(
                 "alert_delivery_failed",
                 extra={"kv": {
@@ -181,8 +164,8 @@ class OutboxDispatcher:
                 }},
             )
             return "failed"
-        delay_s = self._policy.delay_s(delivery.attempts, self._rng, failure.retry_after_s)
-        delivery.next_attempt_at = now + timedelta(seconds=delay_s)
+        delay_s = self._policy.delay_s(delivery.attempts + 1, self._rng, failure.retry_after_s)
+        settle_retry(delivery, error, now + timedelta(seconds=delay_s))
         log.warning(
             "alert_delivery_retry",
             extra={"kv": {
@@ -199,18 +182,13 @@ def _notice(session: Session, delivery: Delivery) -> AlertNotice:
         kind, bucket_start = parse_event_label(delivery.event)
     except ValueError as error:
         raise DeliveryFailed(str(error), permanent=True) from None
-    alert = session.get(Alert, delivery.alert_id)
-    event = session.scalars(
-        select(AlertEvent).where(
-            AlertEvent.alert_id == delivery.alert_id, AlertEvent.kind == kind, AlertEvent.bucket_start == bucket_start
-        )
-    ).first()
-    if alert is None or event is None:
+    subject = delivery_subject(session, delivery, kind, bucket_start)
+    if subject is None:
         raise DeliveryFailed(
             f"alert {delivery.alert_id} has no event {delivery.event!r} in alert_events: nothing to notify",
             permanent=True,
         )
-    return AlertNotice.from_rows(alert, event)
+    return AlertNotice.from_rows(*subject)
 
 
 def _fields(delivery: Delivery) -> dict[str, object]:
