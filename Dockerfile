@@ -5,6 +5,7 @@
 # Only the torch stage differs between the two; everything after it is the one `runtime` stage.
 # Torch goes in before the project, pinned: an open range would pull a multi-GB CUDA build into the
 # CPU image. The project goes in as a wheel (not editable), so the shipped model is package data.
+# It goes in without extras: neither `embedded` (embedded PostgreSQL and broker) nor `plot` (matplotlib).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # The CUDA build of torch 2.13.0 on PyPI is linked against CUDA 13.0; the base brings the

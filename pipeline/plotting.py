@@ -20,18 +20,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
+from pipeline.errors import UserError
 from pipeline.tabular import clock_text, width_label
+
+if TYPE_CHECKING:  # matplotlib (the plot extra) is imported where a picture is drawn, so this module loads without it
+    from matplotlib.axes import Axes
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
 DPI = 100
 FIGURE_WIDTH_PX = 1200
@@ -43,6 +43,7 @@ COUNT_COLOUR = "#ced4da"
 SEVERITY_COLOURS = {"warning": "#f59f00", "major": "#f76707", "critical": "#e03131"}
 SEPARATE_BARS_MAX = 400
 """Most buckets drawn as separate bars: three pixels each on a 1200-pixel panel."""
+MISSING_EXTRA = "finsent plot needs the plot extra: pip install 'finsent[plot]'"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ def render_png(
     panels: Sequence[EntityPanel], alerts: pd.DataFrame, width_seconds: int, start: datetime, end: datetime, out: Path
 ) -> None:
     """Draw the panels over [start, end) with `alerts` (rows of storage.queries.alerts_frame) and write a PNG."""
+    try:
+        import matplotlib.dates as mdates
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError(MISSING_EXTRA) from None
     if not panels:
         raise ValueError("nothing to plot: no panels")
     width_px, height_px = figure_pixels(len(panels))
@@ -112,6 +119,7 @@ def _draw_panel(ax: Axes, panel: EntityPanel, alerts: pd.DataFrame, width: timed
 
 def _draw_counts(ax: Axes, starts: pd.DatetimeIndex, counts: np.ndarray, width: pd.Timedelta) -> None:
     """Article counts per bucket: separate bars when few, else one filled step outline (see above)."""
+    import matplotlib.dates as mdates
     if len(starts) <= SEPARATE_BARS_MAX:
         ax.bar(starts, counts, width=width * 0.9, align="edge", color=COUNT_COLOUR, linewidth=0)
         return
@@ -135,6 +143,9 @@ def _mark_alert(ax: Axes, alert: Mapping[str, Any], plotted_width: timedelta, la
 
 
 def _legend_handles(alerts: pd.DataFrame) -> list[Line2D | Patch]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     handles: list[Line2D | Patch] = [
         Line2D([], [], color=SENTIMENT_COLOUR, marker="o", markersize=3, label="mean sentiment (p_pos - p_neg)"),
         Line2D([], [], color=NEGATIVE_SHARE_COLOUR, marker="o", markersize=3, label="negative share"),

