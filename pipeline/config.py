@@ -15,9 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import platformdirs
+from typing import Any
 
 from consumers.schema import TimeWindow
 from pipeline.errors import ConfigError
@@ -28,9 +26,7 @@ from pipeline.redaction import (
     redacted_secret_url,
     redacted_webhook_url,
 )
-
-if TYPE_CHECKING:
-    from pipeline.alerting.routing import AlertRoute
+from storage.connection import default_data_dir
 
 ENV_PREFIX = "FINSENT_"
 CONFIG_FILE_VARIABLE = "FINSENT_CONFIG"
@@ -181,12 +177,6 @@ def _email_list(text: str) -> tuple[str, ...]:
     return addresses
 
 
-def _alert_routes(text: str) -> tuple[AlertRoute, ...]:
-    from pipeline.alerting.routing import parse_routes
-
-    return parse_routes(text)
-
-
 def _optional_port(text: str) -> int | None:
     text = text.strip()
     if not text:
@@ -246,10 +236,6 @@ class SettingSpec:
         return self.redact(text) if self.redact else SECRET_MASK
 
 
-def _default_data_dir() -> str:
-    return platformdirs.user_data_dir("finsent")
-
-
 SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kafka_bootstrap", "localhost:9092", _bootstrap, "Kafka bootstrap servers, comma-separated host:port"),
     SettingSpec("topic_news", "news", _topic, "topic the news articles arrive on"),
@@ -296,7 +282,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
     # delivery (the outbox)
     SettingSpec("silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
-    SettingSpec("alert_routes", "", _alert_routes, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert)"),
+    SettingSpec("alert_routes", "", _optional_text, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert); checked by the commands that deliver"),
     SettingSpec("alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off",
                 redact=redacted_webhook_url),
     SettingSpec("alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
@@ -362,7 +348,7 @@ class Settings:
     alert_resolve_buckets: int
     alert_repeat_interval: int
     silence_max: int
-    alert_routes: tuple[AlertRoute, ...]
+    alert_routes: str
     alert_webhook_url: str
     alert_webhook_secret: Secret
     alert_slack_webhook_url: Secret
@@ -399,7 +385,7 @@ class Settings:
         for spec in SETTING_SPECS:
             text, origin = raw.get(spec.field, (spec.default, f"default of {spec.env_name}"))
             if spec.field == "data_dir" and not text:
-                text = _default_data_dir()
+                text = str(default_data_dir())
             try:
                 value = spec.parse(text)
             except ValueError as error:

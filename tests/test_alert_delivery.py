@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from consumers.embedded_broker import free_loopback_port
 from consumers.kafka_clients import KafkaOptions, ensure_topics
 from pipeline.alerting.channels.channel import Channel, DeliveryFailed
-from pipeline.alerting.channels.configured import channels_from_settings
 from pipeline.alerting.channels.http_post import is_retryable_status, post
 from pipeline.alerting.channels.kafka_topic import KafkaChannel
 from pipeline.alerting.channels.log_line import LogChannel
@@ -36,6 +35,7 @@ from pipeline.alerting.delivery_retry import DeliveryRetryPolicy
 from pipeline.alerting.notice import AlertNotice, event_label, parse_event_label
 from pipeline.alerting.outbox import DispatchReport, OutboxDispatcher, enqueue_deliveries
 from pipeline.alerting.routing import channels_for
+from pipeline.alerting.scheduler import alert_routes, channels_from_settings, retry_policy
 from pipeline.config import Settings
 from pipeline.logfmt import KeyValueFormatter
 from storage.models import Alert, AlertEvent, Delivery
@@ -505,14 +505,14 @@ def test_routes_pick_channels_and_enqueueing_twice_adds_nothing(
     queued: dict[str, list[str]] = {}
     for entity, severity in (("PFE", "major"), ("BANKX", "warning"), ("JPM", "critical")):
         alert_id, label = store_alert(engine, entity=entity, severity=severity)
-        routed = channels_for(entity, severity, enabled, settings.alert_routes)
+        routed = channels_for(entity, severity, enabled, alert_routes(settings))
         queued[entity] = routed
         with Session(engine) as session, session.begin():
             assert enqueue_deliveries(session, alert_id, label, routed) == len(routed)
             assert enqueue_deliveries(session, alert_id, label, routed) == 0, "ON CONFLICT DO NOTHING"
     assert queued == {"PFE": ["log", "webhook"], "BANKX": ["log"], "JPM": ["log"]}
 
-    outbox = OutboxDispatcher(engine, channels, DeliveryRetryPolicy.from_settings(settings))
+    outbox = OutboxDispatcher(engine, channels, retry_policy(settings))
     assert outbox.dispatch_due() == DispatchReport(sent=4), "due at once: enqueued at the database's now()"
     [request] = endpoint.requests
     assert request.json()["entity"] == "PFE" and verify_signature(request, SECRET)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from pipeline.config import Settings
-
 
 @dataclass(frozen=True)
 class DeliveryRetryPolicy:
@@ -26,11 +24,6 @@ class DeliveryRetryPolicy:
             raise ValueError(
                 f"backoff_s={self.backoff_s}, backoff_max_s={self.backoff_max_s}: expected 0 < backoff <= backoff max"
             )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeliveryRetryPolicy:
-        """Settings already checked that the backoff is at most its maximum."""
-        return cls(settings.delivery_max_attempts, float(settings.delivery_backoff), float(settings.delivery_backoff_max))
 
     def gives_up_after(self, attempts: int) -> bool:
         """True when `attempts` attempts have been made and none may follow."""

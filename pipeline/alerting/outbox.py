@@ -32,10 +32,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.channels.channel import Channel, DeliveryFailed
-from pipeline.alerting.channels.configured import CHANNEL_SWITCHES
 from pipeline.alerting.delivery_retry import DeliveryRetryPolicy
 from pipeline.alerting.notice import AlertNotice, parse_event_label
-from pipeline.alerting.routing import CHANNELS
+from pipeline.alerting.routing import CHANNEL_SWITCHES, CHANNELS
 from storage.models import Delivery
 from storage.outbox import (
     claim_due_delivery,

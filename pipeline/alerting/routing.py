@@ -15,6 +15,15 @@ from pipeline.alerting.severity import parse_severity, severity_rank
 
 CHANNELS: tuple[str, ...] = ("log", "webhook", "slack", "email", "kafka")
 
+CHANNEL_SWITCHES: dict[str, str] = {
+    "log": "always on",
+    "webhook": "FINSENT_ALERT_WEBHOOK_URL",
+    "slack": "FINSENT_ALERT_SLACK_WEBHOOK_URL",
+    "email": "FINSENT_ALERT_SMTP_HOST and FINSENT_ALERT_EMAIL_TO",
+    "kafka": "FINSENT_ALERT_KAFKA=true",
+}
+"""What turns each channel on, for error messages about a channel that is off."""
+
 _ROUTE_FORM = "expected routes such as 'webhook:*:warning; email:PFE,JPM:major' (CHANNEL:ENTITY-GLOBS:MIN-SEVERITY)"
 
 

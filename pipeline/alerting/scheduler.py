@@ -22,15 +22,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.alerting.channels.channel import Channel
-from pipeline.alerting.channels.configured import channels_from_settings
+from pipeline.alerting.channels.kafka_topic import KafkaChannel
+from pipeline.alerting.channels.log_line import LogChannel
+from pipeline.alerting.channels.mail import EmailChannel
+from pipeline.alerting.channels.slack import SlackChannel
+from pipeline.alerting.channels.webhook import WebhookChannel
 from pipeline.alerting.delivery_retry import DeliveryRetryPolicy
 from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule
 from pipeline.alerting.leadership import Leadership
 from pipeline.alerting.lifecycle import LifecyclePolicy
 from pipeline.alerting.outbox import OutboxDispatcher
-from pipeline.alerting.routing import channels_for
+from pipeline.alerting.routing import AlertRoute, channels_for, parse_routes
 from pipeline.alerting.rules import DetectionRules
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.kafka_settings import kafka_options
 
 if TYPE_CHECKING:
     from pipeline.metrics import Metrics, SchedulerMetrics
@@ -56,10 +62,11 @@ class SchedulerParts:
 
 
 def build_parts(settings: Settings, engine: Engine) -> SchedulerParts:
+    routes = alert_routes(settings)
     channels = channels_from_settings(settings)
 
     def route(entity: str, severity: str) -> list[str]:
-        return channels_for(entity, severity, channels, settings.alert_routes)
+        return channels_for(entity, severity, channels, routes)
 
     detection = DetectionPass(
         engine,
@@ -74,8 +81,48 @@ def build_parts(settings: Settings, engine: Engine) -> SchedulerParts:
         route,
     )
     # A small batch per tick: a receiver that times out cannot hold detection passes back for long.
-    dispatcher = OutboxDispatcher(engine, channels, DeliveryRetryPolicy.from_settings(settings), batch_limit=DELIVERY_BATCH)
+    dispatcher = OutboxDispatcher(engine, channels, retry_policy(settings), batch_limit=DELIVERY_BATCH)
     return SchedulerParts(detection, dispatcher, Leadership(engine), channels)
+
+
+def channels_from_settings(settings: Settings) -> dict[str, Channel]:
+    """log always; webhook and slack when their URL is set; email with an SMTP host; kafka when enabled."""
+    timeout_s = float(settings.delivery_timeout)
+    channels: dict[str, Channel] = {"log": LogChannel()}
+    if settings.alert_webhook_url:
+        channels["webhook"] = WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret.reveal(), timeout_s)
+    if settings.alert_slack_webhook_url:
+        channels["slack"] = SlackChannel(settings.alert_slack_webhook_url.reveal(), timeout_s)
+    if settings.alert_smtp_host:
+        channels["email"] = EmailChannel(
+            host=settings.alert_smtp_host,
+            port=settings.alert_smtp_port,
+            sender=settings.alert_email_from,
+            recipients=settings.alert_email_to,
+            starttls=settings.alert_smtp_starttls,
+            user=settings.alert_smtp_user,
+            password=settings.alert_smtp_password.reveal(),
+            timeout_s=timeout_s,
+        )
+    if settings.alert_kafka:
+        channels["kafka"] = KafkaChannel(
+            kafka_options(settings, client_id="finsent-alerts"), settings.topic_alerts, timeout_s
+        )
+    return channels
+
+
+def retry_policy(settings: Settings) -> DeliveryRetryPolicy:
+    """Settings already checked that the backoff is at most its maximum."""
+    return DeliveryRetryPolicy(settings.delivery_max_attempts, float(settings.delivery_backoff),
+                               float(settings.delivery_backoff_max))
+
+
+def alert_routes(settings: Settings) -> tuple[AlertRoute, ...]:
+    """FINSENT_ALERT_ROUTES, parsed where alerts are delivered (a bad route must not stop `finsent scores`)."""
+    try:
+        return parse_routes(settings.alert_routes)
+    except ValueError as error:
+        raise ConfigError(f"FINSENT_ALERT_ROUTES={settings.alert_routes!r} is invalid: {error}") from None
 
 
 def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
