@@ -7,11 +7,10 @@ fails with a message naming the variable and the expected form, never deep insid
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +41,30 @@ def parse_duration_seconds(text: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise ValueError("expected a positive duration such as 30s, 5m, 1h or 1d")
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+_MILLISECOND_PATTERN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+
+
+def _milliseconds(text: str) -> int:
+    """'500ms', '10s' or '5m' -> milliseconds; a bare number counts as milliseconds (the *_MS names)."""
+    match = _MILLISECOND_PATTERN.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError("expected a positive duration such as 500ms, 10s or 1m (a bare number is milliseconds)")
+    unit = match.group(2) or "ms"
+    return int(match.group(1)) * (1 if unit == "ms" else 1000 * _DURATION_UNITS[unit])
+
+
+def duration_text(seconds: int) -> str:
+    """300 -> '5m': the largest unit that divides it, as a user would type it."""
+    for unit, size in sorted(_DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _milliseconds_text(milliseconds: int) -> str:
+    return duration_text(milliseconds // 1000) if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
 def _positive_int(text: str) -> int:
@@ -215,6 +238,8 @@ def _log_level(text: str) -> str:
 
 @dataclass(frozen=True)
 class SettingSpec:
+    section: str
+    """The part of finsent it configures (SECTIONS); a command checks only the sections it uses."""
     field: str
     default: str
     parse: Callable[[str], Any]
@@ -228,6 +253,18 @@ class SettingSpec:
     def env_name(self) -> str:
         return ENV_PREFIX + self.field.upper()
 
+    def typed(self, value: Any) -> str:
+        """The parsed value as one would type it in the variable (5m, 1h,6h, true, empty), secrets hidden."""
+        if self.secret or self.redact:
+            return self.shown(value)
+        if self.parse in _DURATION_PARSERS:
+            return duration_text(value)
+        if self.parse is _milliseconds:
+            return _milliseconds_text(value)
+        if self.parse in _DURATION_LIST_PARSERS:
+            return ",".join(duration_text(item) for item in value)
+        return _plain_text(value)
+
     def shown(self, value: Any) -> str:
         """The value as `finsent config`, error messages and reprs may print it: secrets never in clear."""
         text = value.reveal() if isinstance(value, Secret) else "" if value is None else str(value)
@@ -236,71 +273,100 @@ class SettingSpec:
         return self.redact(text) if self.redact else SECRET_MASK
 
 
+def _plain_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple):
+        return ",".join(_plain_text(item) for item in value)
+    return str(value)
+
+
+_DURATION_PARSERS: tuple[Callable[[str], Any], ...] = (parse_duration_seconds,)
+_DURATION_LIST_PARSERS: tuple[Callable[[str], Any], ...] = (_bucket_widths, _horizons, _optional_bucket_widths)
+
+SECTIONS: tuple[str, ...] = (
+    "kafka", "intake", "database", "model", "series", "service", "detection", "delivery", "channels",
+)
+"""The parts of finsent the settings configure, in the order `finsent config` lists them."""
+
 SETTING_SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("kafka_bootstrap", "localhost:9092", _bootstrap, "Kafka bootstrap servers, comma-separated host:port"),
-    SettingSpec("topic_news", "news", _topic, "topic the news articles arrive on"),
-    SettingSpec("topic_dead_letter", "news.dlq", _topic, "topic rejected messages go to, with the reason in headers"),
-    SettingSpec("topic_alerts", "alerts", _topic, "topic alert notifications are published on"),
-    SettingSpec("topic_partitions", "4", _positive_int, "partitions for topics finsent creates (workers scale up to this)"),
-    SettingSpec("consumer_group", "finsent-worker", _non_empty, "Kafka consumer group of the scoring workers"),
-    SettingSpec("batch_size", "256", _positive_int, "most messages written in one database transaction"),
-    SettingSpec("batch_max_wait_ms", "500", _positive_int, "longest wait to fill a batch before writing what has arrived"),
-    SettingSpec("kafka_session_timeout_ms", "10000", _positive_int, "consumer session timeout (group joins take about half of it)"),
-    SettingSpec("kafka_heartbeat_interval_ms", "3000", _positive_int, "consumer heartbeat interval, under a third of the session timeout"),
-    SettingSpec("kafka_connect_timeout_ms", "30000", _positive_int, "how long to wait for the broker at start before giving up"),
-    SettingSpec("max_message_bytes", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized"),
-    SettingSpec("dead_letter_max_bytes", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)"),
-    SettingSpec("max_future_skew", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)"),
-    SettingSpec("earliest_published_at", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives"),
-    SettingSpec("database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
+    # kafka
+    SettingSpec("kafka", "kafka_bootstrap", "localhost:9092", _bootstrap, "Kafka bootstrap servers, comma-separated host:port"),
+    SettingSpec("kafka", "topic_news", "news", _topic, "topic the news articles arrive on"),
+    SettingSpec("kafka", "topic_dead_letter", "news.dlq", _topic, "topic rejected messages go to, with the reason in headers"),
+    SettingSpec("kafka", "topic_alerts", "alerts", _topic, "topic alert notifications are published on"),
+    SettingSpec("kafka", "topic_partitions", "4", _positive_int, "partitions for topics finsent creates (workers scale up to this)"),
+    SettingSpec("kafka", "consumer_group", "finsent-worker", _non_empty, "Kafka consumer group of the scoring workers"),
+    SettingSpec("kafka", "kafka_session_timeout_ms", "10s", _milliseconds, "consumer session timeout (group joins take about half of it)"),
+    SettingSpec("kafka", "kafka_heartbeat_interval_ms", "3s", _milliseconds, "consumer heartbeat interval, under a third of the session timeout"),
+    SettingSpec("kafka", "kafka_connect_timeout_ms", "30s", _milliseconds, "how long to wait for the broker at start before giving up"),
+    # intake
+    SettingSpec("intake", "batch_size", "256", _positive_int, "most messages written in one database transaction"),
+    SettingSpec("intake", "batch_max_wait_ms", "500ms", _milliseconds, "longest wait to fill a batch before writing what has arrived"),
+    SettingSpec("intake", "max_message_bytes", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized"),
+    SettingSpec("intake", "dead_letter_max_bytes", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)"),
+    SettingSpec("intake", "max_future_skew", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)"),
+    SettingSpec("intake", "earliest_published_at", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives"),
+    # database
+    SettingSpec("database", "database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
                 secret=True, redact=redacted_database_url),
-    SettingSpec("database_connect_timeout_ms", "30000", _positive_int, "how long to wait for PostgreSQL at start before giving up"),
-    SettingSpec("data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
-    SettingSpec("model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
-    SettingSpec("model_device", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps"),
-    SettingSpec("model_labels", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)"),
-    SettingSpec("model_quantize", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU"),
-    SettingSpec("torch_threads", "0", _non_negative_int, "CPU threads for the model; 0 uses every core"),
-    SettingSpec("bucket_widths", "5m,1h", _bucket_widths, "timestep widths of the per-entity emotion series"),
-    SettingSpec("emotion_half_life", "1h", parse_duration_seconds, "half-life of the decayed emotion index"),
-    SettingSpec("entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
-    SettingSpec("market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
-    SettingSpec("log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
-    SettingSpec("metrics_port", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none"),
-    SettingSpec("metrics_host", "127.0.0.1", _bind_host, "address the /metrics endpoint listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 for scrapers and health checks on other hosts (containers)"),
-    # detection (finsent scheduler, finsent backtest)
-    SettingSpec("alert_interval", "60s", parse_duration_seconds, "how often the scheduler runs a detection pass"),
-    SettingSpec("alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
-    SettingSpec("alert_lateness", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged"),
-    SettingSpec("alert_idle_close", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed"),
-    SettingSpec("alert_horizons", "1h,6h,1d,3d", _horizons, "windows over which an entity's adverse stories are counted, each a multiple of the judged bucket width"),
-    SettingSpec("alert_trailing", "28d", parse_duration_seconds, "trailing event-time window of an entity's expected rate of adverse stories (whole hours)"),
-    SettingSpec("alert_prior_weight", "7d", parse_duration_seconds, "days of history the market-wide prior counts as, against an entity's own history"),
-    SettingSpec("alert_false_alarms_per_year", "1", _positive_float, "alarm budget: expected false alarms per entity-year under the count model; sets the tail-probability threshold"),
-    SettingSpec("alert_min_stories", "3", _positive_float, "least distinct adverse stories within a horizon for an alert"),
-    SettingSpec("alert_resolve_buckets", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert"),
-    SettingSpec("alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
-    # delivery (the outbox)
-    SettingSpec("silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
-    SettingSpec("alert_routes", "", _optional_text, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert); checked by the commands that deliver"),
-    SettingSpec("alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off",
+    SettingSpec("database", "database_connect_timeout_ms", "30s", _milliseconds, "how long to wait for PostgreSQL at start before giving up"),
+    SettingSpec("database", "data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
+    # model
+    SettingSpec("model", "model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
+    SettingSpec("model", "model_device", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps"),
+    SettingSpec("model", "model_labels", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)"),
+    SettingSpec("model", "model_quantize", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU"),
+    SettingSpec("model", "torch_threads", "0", _non_negative_int, "CPU threads for the model; 0 uses every core"),
+    # series
+    SettingSpec("series", "bucket_widths", "5m,1h", _bucket_widths, "timestep widths of the per-entity emotion series"),
+    SettingSpec("series", "emotion_half_life", "1h", parse_duration_seconds, "half-life of the decayed emotion index"),
+    SettingSpec("series", "entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
+    SettingSpec("series", "market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
+    # service
+    SettingSpec("service", "log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    SettingSpec("service", "metrics_port", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none"),
+    SettingSpec("service", "metrics_host", "127.0.0.1", _bind_host, "address the /metrics endpoint listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 for scrapers and health checks on other hosts (containers)"),
+    # detection
+    SettingSpec("detection", "alert_interval", "1m", parse_duration_seconds, "how often the scheduler runs a detection pass"),
+    SettingSpec("detection", "alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
+    SettingSpec("detection", "alert_lateness", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged"),
+    SettingSpec("detection", "alert_idle_close", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed"),
+    SettingSpec("detection", "alert_horizons", "1h,6h,1d,3d", _horizons, "windows over which an entity's adverse stories are counted, each a multiple of the judged bucket width"),
+    SettingSpec("detection", "alert_trailing", "28d", parse_duration_seconds, "trailing event-time window of an entity's expected rate of adverse stories (whole hours)"),
+    SettingSpec("detection", "alert_prior_weight", "7d", parse_duration_seconds, "days of history the market-wide prior counts as, against an entity's own history"),
+    SettingSpec("detection", "alert_false_alarms_per_year", "1", _positive_float, "alarm budget: expected false alarms per entity-year under the count model; sets the tail-probability threshold"),
+    SettingSpec("detection", "alert_min_stories", "3", _positive_float, "least distinct adverse stories within a horizon for an alert"),
+    SettingSpec("detection", "alert_resolve_buckets", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert"),
+    SettingSpec("detection", "alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
+    # delivery
+    SettingSpec("delivery", "silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
+    SettingSpec("delivery", "alert_routes", "", _optional_text, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert); checked by the commands that deliver"),
+    SettingSpec("delivery", "delivery_max_attempts", "8", _positive_int, "attempts per delivery before it is marked failed"),
+    SettingSpec("delivery", "delivery_backoff", "5s", parse_duration_seconds, "first retry delay; doubles each attempt, with jitter"),
+    SettingSpec("delivery", "delivery_backoff_max", "15m", parse_duration_seconds, "longest retry delay"),
+    SettingSpec("delivery", "delivery_timeout", "10s", parse_duration_seconds, "timeout of one delivery attempt"),
+    # channels
+    SettingSpec("channels", "alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off",
                 redact=redacted_webhook_url),
-    SettingSpec("alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
+    SettingSpec("channels", "alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
                 secret=True),
-    SettingSpec("alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off",
+    SettingSpec("channels", "alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off",
                 secret=True, redact=redacted_secret_url),
-    SettingSpec("alert_smtp_host", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off"),
-    SettingSpec("alert_smtp_port", "587", _positive_int, "SMTP port"),
-    SettingSpec("alert_smtp_starttls", "true", _boolean, "upgrade the SMTP connection with STARTTLS"),
-    SettingSpec("alert_smtp_user", "", _optional_text, "SMTP login user; empty skips login"),
-    SettingSpec("alert_smtp_password", "", _optional_text, "SMTP login password", secret=True),
-    SettingSpec("alert_email_from", "finsent@localhost", _non_empty, "sender address of alert e-mails"),
-    SettingSpec("alert_email_to", "", _email_list, "recipients of alert e-mails, comma-separated"),
-    SettingSpec("alert_kafka", "true", _boolean, "publish alerts as JSON on the alerts topic"),
-    SettingSpec("delivery_max_attempts", "8", _positive_int, "attempts per delivery before it is marked failed"),
-    SettingSpec("delivery_backoff", "5s", parse_duration_seconds, "first retry delay; doubles each attempt, with jitter"),
-    SettingSpec("delivery_backoff_max", "15m", parse_duration_seconds, "longest retry delay"),
-    SettingSpec("delivery_timeout", "10s", parse_duration_seconds, "timeout of one delivery attempt"),
+    SettingSpec("channels", "alert_smtp_host", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off"),
+    SettingSpec("channels", "alert_smtp_port", "587", _positive_int, "SMTP port"),
+    SettingSpec("channels", "alert_smtp_starttls", "true", _boolean, "upgrade the SMTP connection with STARTTLS"),
+    SettingSpec("channels", "alert_smtp_user", "", _optional_text, "SMTP login user; empty skips login"),
+    SettingSpec("channels", "alert_smtp_password", "", _optional_text, "SMTP login password", secret=True),
+    SettingSpec("channels", "alert_email_from", "finsent@localhost", _non_empty, "sender address of alert e-mails"),
+    SettingSpec("channels", "alert_email_to", "", _email_list, "recipients of alert e-mails, comma-separated"),
+    SettingSpec("channels", "alert_kafka", "true", _boolean, "publish alerts as JSON on the alerts topic"),
 )
 
 
@@ -312,11 +378,11 @@ class Settings:
     topic_alerts: str
     topic_partitions: int
     consumer_group: str
-    batch_size: int
-    batch_max_wait_ms: int
     kafka_session_timeout_ms: int
     kafka_heartbeat_interval_ms: int
     kafka_connect_timeout_ms: int
+    batch_size: int
+    batch_max_wait_ms: int
     max_message_bytes: int
     dead_letter_max_bytes: int
     max_future_skew: int
@@ -349,6 +415,10 @@ class Settings:
     alert_repeat_interval: int
     silence_max: int
     alert_routes: str
+    delivery_max_attempts: int
+    delivery_backoff: int
+    delivery_backoff_max: int
+    delivery_timeout: int
     alert_webhook_url: str
     alert_webhook_secret: Secret
     alert_slack_webhook_url: Secret
@@ -360,14 +430,20 @@ class Settings:
     alert_email_from: str
     alert_email_to: tuple[str, ...]
     alert_kafka: bool
-    delivery_max_attempts: int
-    delivery_backoff: int
-    delivery_backoff_max: int
-    delivery_timeout: int
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if type(value) is _Unchecked:
+            raise value.error  # a section this command did not check, used after all
+        return value
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the TOML file named by FINSENT_CONFIG (if any), then the environment on top."""
+    def load(cls, environ: Mapping[str, str] | None = None, *, sections: Iterable[str] | None = None) -> Settings:
+        """Read the TOML file named by FINSENT_CONFIG (if any), then the environment on top.
+
+        `sections`: the SECTIONS the caller uses (default: all). Only their values are checked at
+        load; a bad value elsewhere fails only if it is read, so a typo in an alert channel never
+        stops `finsent scores`."""
         environ = os.environ if environ is None else environ
         raw: dict[str, tuple[str, str]] = {}
         config_file = environ.get(CONFIG_FILE_VARIABLE, "").strip()
@@ -377,10 +453,11 @@ class Settings:
         for spec in SETTING_SPECS:
             if spec.env_name in environ:
                 raw[spec.field] = (environ[spec.env_name], spec.env_name)
-        return cls.from_raw(raw)
+        return cls.from_raw(raw, sections)
 
     @classmethod
-    def from_raw(cls, raw: Mapping[str, tuple[str, str]]) -> Settings:
+    def from_raw(cls, raw: Mapping[str, tuple[str, str]], sections: Iterable[str] | None = None) -> Settings:
+        checked = _checked_sections(sections)
         values: dict[str, Any] = {}
         for spec in SETTING_SPECS:
             text, origin = raw.get(spec.field, (spec.default, f"default of {spec.env_name}"))
@@ -389,10 +466,14 @@ class Settings:
             try:
                 value = spec.parse(text)
             except ValueError as error:
-                raise ConfigError(f"{origin}={spec.shown(text)!r} is invalid: {error}") from None
+                invalid = ConfigError(f"{origin}={spec.shown(text)!r} is invalid: {error}")
+                if spec.section in checked:
+                    raise invalid from None
+                values[spec.field] = _Unchecked(invalid)
+                continue
             values[spec.field] = Secret(value) if spec.secret else value
         settings = cls(**values)
-        settings._check_consistency()
+        settings._check_consistency(checked)
         return settings
 
     @property
@@ -406,31 +487,56 @@ class Settings:
         return TimeWindow(timedelta(seconds=self.max_future_skew), self.earliest_published_at)
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        values = {spec.field: object.__getattribute__(self, spec.field) for spec in SETTING_SPECS}
+        return type(self)(**{**values, **changes})
 
     def __repr__(self) -> str:
         """Every field, secrets as <secret> and URLs with their credentials hidden: safe to log."""
         shown = (
-            f"{spec.field}={spec.shown(getattr(self, spec.field))!r}" if spec.secret or spec.redact
+            f"{spec.field}=<invalid>" if type(object.__getattribute__(self, spec.field)) is _Unchecked
+            else f"{spec.field}={spec.shown(getattr(self, spec.field))!r}" if spec.secret or spec.redact
             else f"{spec.field}={getattr(self, spec.field)!r}"
             for spec in SETTING_SPECS
         )
         return f"Settings({', '.join(shown)})"
 
-    def _check_consistency(self) -> None:
-        if self.kafka_heartbeat_interval_ms * 3 > self.kafka_session_timeout_ms:
+    def _check_consistency(self, sections: frozenset[str]) -> None:
+        """The rules between values, each run when the section it belongs to is checked."""
+        if "kafka" in sections:
+            if self.kafka_heartbeat_interval_ms * 3 > self.kafka_session_timeout_ms:
+                raise ConfigError(
+                    f"FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS={self.kafka_heartbeat_interval_ms} is too long for "
+                    f"FINSENT_KAFKA_SESSION_TIMEOUT_MS={self.kafka_session_timeout_ms}: keep it at most a third of it"
+                )
+            if len({self.topic_news, self.topic_dead_letter, self.topic_alerts}) < 3:
+                raise ConfigError(
+                    "FINSENT_TOPIC_NEWS, FINSENT_TOPIC_DEAD_LETTER and FINSENT_TOPIC_ALERTS must be three different topics"
+                )
+        if "model" in sections:
+            if self.model_quantize == "int8" and self.model_device not in ("auto", "cpu"):
+                raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
+            if self.model_labels and len(self.model_labels) != 3:
+                raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
+            _check_exists("model_path", self.model_path)
+        if "series" in sections:
+            _check_exists("entities_file", self.entities_file)
+        if "detection" in sections:
+            self._check_detection()
+        if "delivery" in sections and self.delivery_backoff > self.delivery_backoff_max:
             raise ConfigError(
-                f"FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS={self.kafka_heartbeat_interval_ms} is too long for "
-                f"FINSENT_KAFKA_SESSION_TIMEOUT_MS={self.kafka_session_timeout_ms}: keep it at most a third of it"
+                f"FINSENT_DELIVERY_BACKOFF={self.delivery_backoff}s is longer than FINSENT_DELIVERY_BACKOFF_MAX="
+                f"{self.delivery_backoff_max}s: lower the first or raise the second"
             )
-        if len({self.topic_news, self.topic_dead_letter, self.topic_alerts}) < 3:
-            raise ConfigError(
-                "FINSENT_TOPIC_NEWS, FINSENT_TOPIC_DEAD_LETTER and FINSENT_TOPIC_ALERTS must be three different topics"
-            )
-        if self.model_quantize == "int8" and self.model_device not in ("auto", "cpu"):
-            raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
-        if self.model_labels and len(self.model_labels) != 3:
-            raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
+        if "channels" in sections:
+            if self.alert_smtp_host and not self.alert_email_to:
+                raise ConfigError(
+                    f"FINSENT_ALERT_SMTP_HOST={self.alert_smtp_host!r} is set but FINSENT_ALERT_EMAIL_TO is empty: "
+                    "name the recipients or unset the host"
+                )
+            if self.alert_smtp_user and not self.alert_smtp_password:
+                raise ConfigError("FINSENT_ALERT_SMTP_USER is set but FINSENT_ALERT_SMTP_PASSWORD is empty: give both or neither")
+
+    def _check_detection(self) -> None:
         missing = [width for width in self.alert_widths if width not in self.bucket_widths]
         if missing:
             raise ConfigError(
@@ -446,22 +552,28 @@ class Settings:
                 )
         if self.alert_trailing % 3600:
             raise ConfigError(f"FINSENT_ALERT_TRAILING={self.alert_trailing}s must be whole hours, e.g. 28d or 672h")
-        if self.delivery_backoff > self.delivery_backoff_max:
-            raise ConfigError(
-                f"FINSENT_DELIVERY_BACKOFF={self.delivery_backoff}s is longer than FINSENT_DELIVERY_BACKOFF_MAX="
-                f"{self.delivery_backoff_max}s: lower the first or raise the second"
-            )
-        if self.alert_smtp_host and not self.alert_email_to:
-            raise ConfigError(
-                f"FINSENT_ALERT_SMTP_HOST={self.alert_smtp_host!r} is set but FINSENT_ALERT_EMAIL_TO is empty: "
-                "name the recipients or unset the host"
-            )
-        if self.alert_smtp_user and not self.alert_smtp_password:
-            raise ConfigError("FINSENT_ALERT_SMTP_USER is set but FINSENT_ALERT_SMTP_PASSWORD is empty: give both or neither")
-        for name in ("model_path", "entities_file"):
-            path = getattr(self, name)
-            if path is not None and not path.exists():
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={str(path)!r} does not exist: fix the path or unset it")
+
+
+@dataclass(frozen=True)
+class _Unchecked:
+    """The place of a value that failed to parse in a section the command did not check: reading it raises."""
+
+    error: ConfigError
+
+
+def _checked_sections(sections: Iterable[str] | None) -> frozenset[str]:
+    if sections is None:
+        return frozenset(SECTIONS)
+    chosen = frozenset(sections)
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown settings sections {sorted(unknown)}; expected some of {', '.join(SECTIONS)}")
+    return chosen
+
+
+def _check_exists(field: str, path: Path | None) -> None:
+    if path is not None and not path.exists():
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}={str(path)!r} does not exist: fix the path or unset it")
 
 
 def _read_toml(path: Path) -> dict[str, str]:

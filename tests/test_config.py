@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import SETTING_SPECS, Settings, SettingSpec, parse_duration_seconds
+from pipeline.config import SECTIONS, SETTING_SPECS, Settings, SettingSpec, parse_duration_seconds
 from pipeline.errors import ConfigError
 
 
@@ -152,3 +152,51 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration_seconds(text)
+
+
+def test_a_bad_value_outside_the_checked_sections_fails_only_when_read() -> None:
+    environ = {"FINSENT_ALERT_SMTP_PORT": "many", "FINSENT_ALERT_HORIZONS": "soon"}
+    with pytest.raises(ConfigError, match="FINSENT_ALERT_HORIZONS"):
+        Settings.load(environ)
+    settings = Settings.load(environ, sections=["kafka", "database", "series"])
+    assert settings.kafka_bootstrap == "localhost:9092" and settings.bucket_widths == (300, 3600)
+    with pytest.raises(ConfigError, match="FINSENT_ALERT_SMTP_PORT='many' is invalid"):
+        _ = settings.alert_smtp_port
+    with pytest.raises(ConfigError, match="FINSENT_ALERT_HORIZONS"):
+        Settings.load(environ, sections=["detection"])
+
+
+def test_consistency_rules_run_with_their_section_only() -> None:
+    environ = {"FINSENT_DELIVERY_BACKOFF": "1h", "FINSENT_DELIVERY_BACKOFF_MAX": "1m"}
+    assert Settings.load(environ, sections=["kafka", "database"]).delivery_backoff == 3600
+    with pytest.raises(ConfigError, match="FINSENT_DELIVERY_BACKOFF"):
+        Settings.load(environ, sections=["delivery"])
+
+
+def test_every_setting_belongs_to_a_known_section() -> None:
+    assert {spec.section for spec in SETTING_SPECS} == set(SECTIONS)
+    with pytest.raises(ValueError, match="unknown settings sections"):
+        Settings.load({}, sections=["kafak"])
+
+
+@pytest.mark.parametrize("spec", [s for s in SETTING_SPECS if not (s.secret or s.redact)], ids=lambda s: s.env_name)
+def test_typed_values_read_back_as_the_same_setting(spec: SettingSpec) -> None:
+    """`finsent config` prints what one would type: setting that text again changes nothing."""
+    settings = Settings.load({})
+    assert Settings.load({spec.env_name: spec.typed(getattr(settings, spec.field))}) == settings
+
+
+def test_values_print_as_typed() -> None:
+    settings = Settings.load({"FINSENT_ALERT_EMAIL_TO": "a@example.com,b@example.com", "FINSENT_ALERT_SMTP_HOST": "mail"})
+    typed = {spec.field: spec.typed(getattr(settings, spec.field)) for spec in SETTING_SPECS}
+    assert typed["alert_horizons"] == "1h,6h,1d,3d"
+    assert typed["emotion_half_life"] == "1h" and typed["alert_interval"] == "1m"
+    assert typed["batch_max_wait_ms"] == "500ms" and typed["kafka_session_timeout_ms"] == "10s"
+    assert typed["alert_kafka"] == "true" and typed["model_labels"] == "" and typed["metrics_port"] == ""
+    assert typed["earliest_published_at"] == "1980-01-01T00:00:00Z"
+    assert typed["alert_email_to"] == "a@example.com,b@example.com"
+
+
+@pytest.mark.parametrize(("text", "milliseconds"), [("500", 500), ("500ms", 500), ("2s", 2000), ("1m", 60000)])
+def test_millisecond_settings_take_durations_and_bare_milliseconds(text: str, milliseconds: int) -> None:
+    assert Settings.load({"FINSENT_BATCH_MAX_WAIT_MS": text}).batch_max_wait_ms == milliseconds
