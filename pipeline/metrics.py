@@ -11,22 +11,66 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from pipeline.errors import UserError
 
-if TYPE_CHECKING:
-    from consumers.batch_consumer import BatchReport
-    from pipeline.alerting.detection_pass import PassReport
-    from pipeline.alerting.outbox import DispatchReport
-
 log = logging.getLogger(__name__)
+
+
+class BatchFigures(Protocol):
+    """What a batch report says that the metrics count (consumers.batch_consumer.BatchReport has it).
+
+    Protocols rather than the components' report types: metrics sits under every component and
+    imports none of them."""
+
+    @property
+    def consumed(self) -> int: ...
+    @property
+    def stored(self) -> int: ...
+    @property
+    def dead_lettered(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def committed(self) -> bool: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def lag(self) -> int | None: ...
+
+
+class StoredFigures(Protocol):
+    @property
+    def transitions(self) -> Mapping[str, int]: ...
+    @property
+    def fired(self) -> Mapping[tuple[str, str], int]: ...
+
+
+class PassFigures(Protocol):
+    """What a detection pass report says (pipeline.alerting.detection_pass.PassReport has it)."""
+
+    @property
+    def duration_ms(self) -> float: ...
+    @property
+    def judged_buckets(self) -> int: ...
+    @property
+    def stored(self) -> StoredFigures: ...
+    @property
+    def firing(self) -> int: ...
+
+
+class DispatchFigures(Protocol):
+    """What a delivery pass report says (pipeline.alerting.outbox.DispatchReport has it)."""
+
+    @property
+    def by_channel(self) -> Mapping[tuple[str, str], int]: ...
 
 NAMESPACE = "finsent"
 BATCH_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -66,7 +110,7 @@ class WorkerMetrics:
     def model_loaded(self, model_version: str, device: str) -> None:
         self._model.labels(model_version=model_version, device=device).set(1)
 
-    def record_batch(self, report: BatchReport, scored: int, scoring_s: float) -> None:
+    def record_batch(self, report: BatchFigures, scored: int, scoring_s: float) -> None:
         self.consumed.inc(report.consumed)
         self.stored.inc(report.stored)
         self.scored.inc(scored)
@@ -117,7 +161,7 @@ class SchedulerMetrics:
             for counter in (self.sent, self.retried, self.failed):
                 counter.labels(channel=channel)
 
-    def record_pass(self, report: PassReport) -> None:
+    def record_pass(self, report: PassFigures) -> None:
         self.pass_seconds.observe(report.duration_ms / 1000)
         self.buckets_judged.inc(report.judged_buckets)
         for kind, count in report.stored.transitions.items():
@@ -126,7 +170,7 @@ class SchedulerMetrics:
             self.alerts_raised.labels(rule=rule, severity=severity).inc(count)
         self.firing.set(report.firing)
 
-    def record_dispatch(self, report: DispatchReport) -> None:
+    def record_dispatch(self, report: DispatchFigures) -> None:
         counters = {"sent": self.sent, "retried": self.retried, "failed": self.failed}
         for (channel, outcome), count in report.by_channel.items():
             counters[outcome].labels(channel=channel).inc(count)
