@@ -58,8 +58,8 @@ from pipeline.alerting.evaluation import AlertEvaluation, evaluate_alerts
 from pipeline.alerting.evaluation_report import evaluation_text, unlisted_text
 from pipeline.alerting.events_file import read_events
 from pipeline.alerting.rules import DetectionRules
-from pipeline.alerting.scheduler import lifecycle_policy
-from pipeline.cli_values import parse_moment
+from pipeline.alerting.scheduler import detection_rules, lifecycle_policy
+from pipeline.moments import parse_moment
 from pipeline.config import Settings
 from pipeline.errors import UserError
 from pipeline.interruption import interrupts_ignored
@@ -391,7 +391,7 @@ def run(options: Options, stack: ExitStack) -> None:
         with interrupts_ignored():
             replay_parts.close()
     settings = pipeline_settings(scratch)
-    rules = DetectionRules.from_settings(settings)
+    rules = detection_rules(settings)
     first, last = data_span(scratch.engine)
     evaluate_from = options.evaluate_from or first
     with scratch.engine.connect() as connection:

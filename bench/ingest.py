@@ -71,7 +71,7 @@ from progress_display import progress as shared_progress
 
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import KafkaOptions, create_admin, create_producer, ensure_topics
-from pipeline.cli_values import positive_int
+from pipeline.counts import positive_int
 from pipeline.config import Settings
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging

@@ -89,7 +89,7 @@ from progress_display import Progress  # noqa: E402
 from progress_display import progress as shared_progress  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from pipeline.cli_values import positive_int  # noqa: E402
+from pipeline.counts import positive_int  # noqa: E402
 from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact  # noqa: E402
 from pipeline.scoring.base_model import base_model_dir  # noqa: E402
 from pipeline.scoring.labels import LABELS  # noqa: E402

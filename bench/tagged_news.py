@@ -23,7 +23,7 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 from consumers.schema import RejectedMessage, parse_news
-from pipeline.cli_values import parse_moment
+from pipeline.moments import parse_moment
 
 COLUMNS = ("published_at", "ticker", "headline", "source")
 DAY_START = time(8, 0)

@@ -36,7 +36,7 @@ from pipeline.database import open_database
 from pipeline.interruption import EXIT_INTERRUPTED, interrupts_ignored, terminate_as_interrupt
 from pipeline.kafka_settings import kafka_options
 from pipeline.metrics import Metrics
-from pipeline.plot_command import PlotRequest, check_writable, write_plot
+from pipeline.picture import PlotRequest, check_writable, write_plot
 from pipeline.worker import Worker
 from storage.migrate import ensure_schema
 from storage.queries import EPOCH, alerts_frame, entity_summary, stored_article_count

@@ -171,7 +171,7 @@ def test_without_events_the_json_output_is_the_alerts_list_as_before(history: En
     ("ticker,event_date\nPFE,03/02/2026\n", [], "--events {path} line 2: event_date '03/02/2026' is not a date; write it as YYYY-MM-DD"),
     ("ticker,event_date\n,2026-03-02\n", [], "--events {path} line 2: empty ticker"),
     ("ticker,event_date\n", ["--format", "csv"], "--format csv with --events would mix the alerts and the evaluation"),
-    ("ticker,event_date\n", ["--evaluate-from", "2026-04-01"], "--evaluate-from 2026-04-01T00:00:00+00:00 is outside the backtest"),
+    ("ticker,event_date\n", ["--evaluate-from", "2026-04-01"], "--evaluate-from 2026-04-01T00:00:00Z is outside the backtest"),
 ])
 def test_bad_events_input_is_one_line_and_exit_2(history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                    content: str | None, arguments: list[str], message: str) -> None:

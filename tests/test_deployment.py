@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy import Engine
 
-from pipeline import cli
+from pipeline.cli.main import build_parser
 from pipeline.config import SETTING_SPECS, Settings
 from tests.broker_io import produce, wait_until
 from tests.conftest import Topics
@@ -182,7 +182,7 @@ def container_environment(name: str) -> dict[str, str]:
 def parses_as_finsent(words: list[str]) -> str:
     """Parse finsent's arguments with its own parser; returns the handler's name."""
     try:
-        arguments = cli._parser().parse_args(words)
+        arguments = build_parser().parse_args(words)
     except SystemExit as error:
         raise AssertionError(f"`finsent {' '.join(words)}` is not a valid finsent command") from error
     assert hasattr(arguments, "handler"), f"`finsent {' '.join(words)}` names no command"
@@ -298,15 +298,15 @@ def test_commands_parse_with_the_finsent_cli() -> None:
         assert "entrypoint" not in service(name), f"{name} must run through the image's entrypoint"
         command = service(name)["command"]
         assert command[0] == name and parses_as_finsent(command)
-    assert parses_as_finsent(built_image().exec_form("CMD")) == "_run_worker"
-    assert parses_as_finsent(service("worker")["command"]) == "_run_worker"
+    assert parses_as_finsent(built_image().exec_form("CMD")) == "run_worker"
+    assert parses_as_finsent(service("worker")["command"]) == "run_worker"
     migrate = service("migrate")
     assert migrate["entrypoint"][0] in ("/bin/sh", "sh") and migrate["entrypoint"][-1] in ("-c", "-ec")
     (script,) = migrate["command"]
     steps = [shlex.split(step) for step in script.split("&&")]
     entrypoint = built_image().exec_form("ENTRYPOINT")
     assert all(step[: len(entrypoint)] == entrypoint for step in steps), f"migrate must run {entrypoint}: {script!r}"
-    assert [parses_as_finsent(step[len(entrypoint):]) for step in steps] == ["_db_upgrade", "_create_topics"]
+    assert [parses_as_finsent(step[len(entrypoint):]) for step in steps] == ["db_upgrade", "create_topics"]
 
 
 def test_image_entrypoint_is_the_finsent_console_script() -> None:

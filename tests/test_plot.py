@@ -13,7 +13,7 @@ from matplotlib.image import imread
 from sqlalchemy import Engine, insert, text
 
 from pipeline.cli import main
-from pipeline.plot_command import TARGET_PLOT_BUCKETS
+from pipeline.picture import TARGET_PLOT_BUCKETS
 from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
 from storage.models import Alert, Timestep
 from storage.queries import timestep_series, timesteps_for_entity
@@ -100,8 +100,8 @@ def test_plot_since_is_the_last_span_of_news_not_of_wall_clock(
         (["--from", "2026-03-03", "--to", "2026-03-02"], "must be after --from"),
         (["--from", "yesterday"], "--from 'yesterday' is not a date or time; use ISO 8601"),
         (["--to", "2026-03-02T10:00"], "--to '2026-03-02T10:00' has no time zone; add Z for UTC"),
-        (["--since", "soon"], "--since 'soon': expected a positive duration"),
-        (["--since", "1h", "--to", "2026-03-02"], "--to goes with --from, not with --since"),
+        (["--since", "soon"], "--since 'soon' is not a duration: use a positive one such as 30m, 6h or 7d"),
+        (["--since", "1h", "--from", "2026-03-02"], "--since 1h and --from 2026-03-02 both set the start: give one of them"),
         (["--entity", "NOPE"], "no timesteps for NOPE in the window; entities with data there: "),
         (["--out", "{tmp}/missing/plot.png"], "the directory {tmp}/missing does not exist"),
         (["--out", "{tmp}"], "--out {tmp} is a directory"),

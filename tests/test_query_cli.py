@@ -241,7 +241,7 @@ def test_an_article_scored_by_two_models_is_listed_once_with_its_newest_score(st
     (["articles", "--entity", "ZZZZ"], ["no articles about 'ZZZZ'", "finsent entities"]),
     (["scores", "--entity", "NOPE"], ["no articles about 'NOPE'", "finsent entities"]),
     (["scores", "--entity", "AAPL", "--from", "2026-03-02T15:00Z", "--to", "2026-03-02T14:00Z"],
-     ["--from 2026-03-02T15:00:00Z is not before --to 2026-03-02T14:00:00Z", "swap"]),
+     ["--to 2026-03-02T14:00:00Z must be after --from 2026-03-02T15:00:00Z", "swap"]),
     (["articles", "--entity", "AAPL", "--from", "2026-03-03"], ["--from 2026-03-03T00:00:00Z is not before the window's end"]),
     (["scores", "--entity", "AAPL", "--from", "2026-03-02T14:00"], ["--from '2026-03-02T14:00' has no time zone", "Z"]),
     (["entities", "--to", "yesterday"], ["--to 'yesterday' is not a date or time", "ISO 8601"]),

@@ -45,16 +45,12 @@ import math
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.special import betainc
 
 from pipeline.alerting.severity import SEVERITIES
-
-if TYPE_CHECKING:
-    from pipeline.config import Settings
 
 COMPANY_RULE = "negative_news"
 MARKET_RULE = "market_negative_news"
@@ -89,16 +85,6 @@ class DetectionRules:
     def __post_init__(self) -> None:
         if not self.horizons or any(h <= 0 for h in self.horizons):
             raise ValueError(f"horizons must be positive seconds, got {self.horizons!r}")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DetectionRules:
-        return cls(
-            horizons=settings.alert_horizons,
-            trailing_seconds=settings.alert_trailing,
-            prior_weight_seconds=settings.alert_prior_weight,
-            false_alarms_per_year=settings.alert_false_alarms_per_year,
-            min_stories=settings.alert_min_stories,
-        )
 
     @property
     def longest_horizon(self) -> int:

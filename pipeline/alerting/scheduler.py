@@ -70,7 +70,7 @@ def build_parts(settings: Settings, engine: Engine) -> SchedulerParts:
 
     detection = DetectionPass(
         engine,
-        DetectionRules.from_settings(settings),
+        detection_rules(settings),
         lifecycle_policy(settings),
         DetectionSchedule(
             widths=settings.judged_widths,
@@ -123,6 +123,16 @@ def alert_routes(settings: Settings) -> tuple[AlertRoute, ...]:
         return parse_routes(settings.alert_routes)
     except ValueError as error:
         raise ConfigError(f"FINSENT_ALERT_ROUTES={settings.alert_routes!r} is invalid: {error}") from None
+
+
+def detection_rules(settings: Settings) -> DetectionRules:
+    return DetectionRules(
+        horizons=settings.alert_horizons,
+        trailing_seconds=settings.alert_trailing,
+        prior_weight_seconds=settings.alert_prior_weight,
+        false_alarms_per_year=settings.alert_false_alarms_per_year,
+        min_stories=settings.alert_min_stories,
+    )
 
 
 def lifecycle_policy(settings: Settings) -> LifecyclePolicy:

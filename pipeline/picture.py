@@ -1,40 +1,36 @@
-"""`finsent plot`: per-entity sentiment curves with the alerts marked, as a PNG, from any database.
+"""The picture of the stored series: per-entity sentiment curves with the alerts marked, as a PNG.
 
-Choosing what to draw lives here (window, width, entities); reading goes through storage.queries
-and drawing through pipeline.plotting. The demo calls `write_plot` on its own engine.
+What `finsent plot` and `finsent demo` draw: choosing what to draw (window bounds left open, width,
+entities) lives here; reading goes through storage.queries and drawing through pipeline.plotting.
+The command line only turns its options into a PlotRequest.
 
 A window taken from the stored data spans only the times news can carry (the worker's
 FINSENT_EARLIEST_PUBLISHED_AT and FINSENT_MAX_FUTURE_SKEW): one article stored as dated 0001 or 9999,
 before those checks or with them loosened, must not stretch the plot over millennia.
 
-Without --width the width comes from the window: the finest stored width that draws at most
+Without a width the width comes from the window: the finest stored width that draws at most
 TARGET_PLOT_BUCKETS buckets, else a coarser multiple of the widest stored one, summed in SQL
 (storage.queries.timestep_series): six months of 5-minute buckets draw as about 1,500 3-hour ones,
 in seconds and bounded memory, where a bar per 5-minute bucket took minutes and gigabytes. An explicit
---width draws exactly that width and is capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel
+width draws exactly that width and is capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel
 cannot show apart anyway.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 
 from consumers.schema import TimeWindow
-from pipeline.cli_values import moment_option, positive_int, stored_width
-from pipeline.config import Settings, parse_duration_seconds
 from pipeline.errors import UserError
-from pipeline.tabular import clock_text, width_label
+from pipeline.tabular import width_label
 from storage.queries import EPOCH, alerts_frame, entity_activity, first_bucket, timestep_series
 
 DEFAULT_TOP = 6
@@ -107,81 +103,6 @@ class PlotSummary:
     end: datetime
     resolution: Resolution
     left_out: LeftOut | None = None
-
-
-def add_plot_command(commands: Any) -> None:
-    plot = commands.add_parser("plot", help="draw per-entity sentiment curves with the alerts marked, as a PNG")
-    plot.add_argument("--entity", action="append", default=[], metavar="ENTITY",
-                      help="plot this entity (repeat for several; default: entities with alerts, then the most active)")
-    plot.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: picked from the window, "
-                                      f"at most {TARGET_PLOT_BUCKETS:,} buckets, summed on read past the widest)")
-    window = plot.add_mutually_exclusive_group()
-    window.add_argument("--since", help="the last span of news, e.g. 6h, up to the newest article (default: all stored data)")
-    window.add_argument("--from", dest="start", help="window start, ISO 8601 (e.g. 2026-03-02 or 2026-03-02T13:00Z)")
-    plot.add_argument("--to", dest="end", help="window end (exclusive), ISO 8601; with --from or alone")
-    plot.add_argument("--out", type=Path, default=Path("finsent.png"), help="PNG file to write (default finsent.png)")
-    plot.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
-                      help=f"at most this many panels when choosing entities (default {DEFAULT_TOP})")
-    plot.set_defaults(handler=run_plot)
-
-
-def run_plot(settings: Settings, arguments: argparse.Namespace) -> int:
-    from pipeline.database import open_migrated_database
-
-    start, end = moment_option("--from", arguments.start), moment_option("--to", arguments.end)
-    since: int | None = None
-    if arguments.since is not None:
-        if end is not None:
-            raise UserError("--to goes with --from, not with --since; use --from T --to T for a fixed window")
-        try:
-            since = parse_duration_seconds(arguments.since)
-        except ValueError as error:
-            raise UserError(f"--since {arguments.since!r}: {error}") from None
-    if start is not None and end is not None and end <= start:
-        raise UserError(f"--to {_minute(end)} must be after --from {_minute(start)}")
-    request = PlotRequest(
-        width_seconds=plot_width(arguments.width, settings),
-        market_entity=settings.market_entity,
-        start=start,
-        end=end,
-        entities=tuple(dict.fromkeys(entity.strip().upper() for entity in arguments.entity)),
-        top=arguments.top,
-        news_times=settings.time_window,
-        stored_widths=settings.bucket_widths,
-    )
-    check_writable(arguments.out)
-    database = open_migrated_database(settings)
-    try:
-        if since is not None:
-            request = _last_span(database.engine, request, since)
-        summary = write_plot(database.engine, request, arguments.out)
-    finally:
-        database.close()
-    print(f"wrote {summary.out}: {len(summary.entities)} entities ({', '.join(summary.entities)}), {summary.alerts} alerts, "
-          f"{clock_text(summary.start)} to {clock_text(summary.end)} UTC, {summary.resolution.text()}")
-    if summary.left_out is not None:
-        print(summary.left_out.note(), file=sys.stderr)
-    return 0
-
-
-def _last_span(engine: Engine, request: PlotRequest, seconds: int) -> PlotRequest:
-    """--since: the last `seconds` of news, ending just after the newest article (never past now)."""
-    from storage.queries import data_clock
-
-    with engine.connect() as connection:
-        present, _ = data_clock(connection)
-    end = present + timedelta(microseconds=1)
-    earliest = request.news_times.earliest
-    try:
-        start = max(end - timedelta(seconds=seconds), earliest)
-    except OverflowError:
-        start = earliest
-    return replace(request, start=min(start, present), end=end)
-
-
-def plot_width(text: str | None, settings: Settings) -> int | None:
-    """--width as seconds; None (picked from the window) when not given."""
-    return None if text is None else stored_width(text, settings.bucket_widths)
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:
@@ -261,12 +182,12 @@ def _usable_widths(engine: Engine, stored_widths: Sequence[int]) -> list[int]:
     if not ordered:
         raise ValueError("a plot without a width needs the stored widths to pick from")
     with engine.connect() as connection:
-        firsts = {width: first_bucket(connection, width) for width in ordered}
-    kept = [width for width in ordered if firsts[width] is not None]
-    if not kept:
+        stored = {width: first_bucket(connection, width) for width in ordered}
+    firsts = {width: first for width, first in stored.items() if first is not None}
+    if not firsts:
         return ordered
-    earliest = firsts[kept[0]]
-    return [width for width in kept if firsts[width] <= earliest]
+    earliest = next(iter(firsts.values()))
+    return [width for width, first in firsts.items() if first <= earliest]
 
 
 def _meeting_buckets(start: datetime, end: datetime, width_seconds: int) -> int:

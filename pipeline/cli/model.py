@@ -1,0 +1,84 @@
+"""`finsent train` and `finsent eval`: fine-tuning the sentiment model and measuring it on labelled CSVs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.counts import fraction, positive_float, positive_int
+from pipeline.errors import UserError
+from pipeline.scoring.training_config import TrainingConfig
+
+
+def add_model_commands(commands: Any) -> None:
+    train = commands.add_parser("train", description="fine-tune the sentiment model on labelled CSVs (text,label)")
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="CSV files with columns text,label")
+    train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
+    train.add_argument("--epochs", type=positive_int, default=TrainingConfig.epochs)
+    train.add_argument("--batch-size", type=positive_int, default=TrainingConfig.batch_size)
+    train.add_argument("--lr", type=positive_float, default=TrainingConfig.learning_rate, help="learning rate")
+    train.add_argument("--rank", type=positive_int, default=TrainingConfig.lora_rank, help="LoRA rank")
+    train.add_argument("--patience", type=positive_int, default=TrainingConfig.patience, help="epochs without improvement before stopping")
+    train.add_argument("--seed", type=int, default=TrainingConfig.seed)
+    train.add_argument("--validation-fraction", type=fraction, default=0.1, help="held out for early stopping")
+    train.add_argument("--folds", type=positive_int, help="cross-validate with K folds instead of saving a model")
+    train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
+    train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
+    train.set_defaults(handler=train_model)
+
+    evaluate = commands.add_parser("eval", description="classification report of the configured model on a labelled CSV")
+    evaluate.add_argument("--data", type=Path, required=True, help="CSV file with columns text,label")
+    evaluate.add_argument("--json", type=Path, help="where to write the report (default: <data>.eval.json here)")
+    evaluate.set_defaults(handler=evaluate_model)
+
+
+def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.scoring.workflows import cross_validate, load_training_data, train_and_save, write_json
+
+    if arguments.folds is None and arguments.out is None:
+        raise UserError("finsent train needs --out DIR for the model (or --folds K to cross-validate)")
+    if arguments.folds is not None and arguments.folds < 2:
+        raise UserError(f"--folds {arguments.folds}: cross-validation needs at least 2 folds")
+    data = load_training_data(arguments.data)
+    config = TrainingConfig(
+        epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
+        lora_rank=arguments.rank, lora_alpha=2.0 * arguments.rank, patience=arguments.patience, seed=arguments.seed,
+    )
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    on_file = arguments.target or arguments.data[0].name
+    if on_file not in {path.name for path in arguments.data}:
+        raise UserError(f"--target {on_file!r} is not one of the --data files: name one of them, e.g. {arguments.data[0].name}")
+    if arguments.folds is not None:
+        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction, arguments.report)
+        done = "" if report["complete"] else f" (partial: {len(report['per_fold'])} folds)"
+        print(f"{arguments.folds}-fold cross-validation on {on_file}{done}: "
+              f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}, "
+              f"macro-F1 {report['macro_f1_mean']:.4f} ± {report['macro_f1_std']:.4f}")
+        return 0
+    command = "finsent train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "finsent train"
+    version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command)
+    print(f"saved {version} to {arguments.out}\nvalidation ({validation.count} held-out examples):\n{validation.render()}")
+    if arguments.report:
+        write_json(arguments.report, validation.to_json() | {"model_version": version})
+    return 0
+
+
+def evaluate_model(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.scoring.dataset import read_labelled_csv
+    from pipeline.scoring.workflows import evaluate_scorer, write_json
+    from pipeline.worker import load_scorer
+
+    examples = read_labelled_csv(arguments.data)
+    scorer = load_scorer(settings)
+    report = evaluate_scorer(scorer, examples)
+    print(f"model {scorer.version} on {arguments.data} ({report.count} examples)\n{report.render()}")
+    target = arguments.json or Path(f"{arguments.data.stem}.eval.json")
+    write_json(target, report.to_json() | {"model_version": scorer.version, "data": str(arguments.data)})
+    print(f"report written to {target}")
+    return 0
