@@ -25,6 +25,7 @@ from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.reset import empty_all_tables
 
+INTEGRATION_DIR = Path(__file__).parent / "integration"
 TEST_PARTITIONS = 4
 # Real Kafka's minimum session timeout; group joins take about half of it on Tansu.
 TEST_SESSION_TIMEOUT_MS = 6000
@@ -138,3 +139,10 @@ def worker_environment(kafka_bootstrap: str, database_url: str, topics: Topics, 
 @pytest.fixture
 def settings(worker_environment: dict[str, str]) -> Settings:
     return Settings.load(worker_environment)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ carries the integration mark: `pytest -m "not integration"` runs the unit tests alone."""
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)

@@ -27,11 +27,11 @@ from sqlalchemy import Engine
 
 from pipeline.cli.main import build_parser
 from pipeline.config import SETTING_SPECS, Settings
-from tests.broker_io import produce, wait_until
+from tests.support.broker_io import produce, wait_until
 from tests.conftest import Topics
-from tests.news_factory import valid_messages
+from tests.support.news_factory import valid_messages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pipeline.scoring.scorer import Scorer
-from tests.test_cli_errors import assert_one_clear_line, run_finsent
+from tests.integration.test_cli_errors import assert_one_clear_line, run_finsent
 
 PHRASES = {
     "negative": ["profit fell sharply", "shares plunged after the warning", "the company cut its outlook", "losses widened"],

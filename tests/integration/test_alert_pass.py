@@ -17,7 +17,7 @@ from pipeline.alerting.judging import judge_span
 from pipeline.alerting.lifecycle import FIRED, LifecyclePolicy
 from pipeline.alerting.rules import DetectionRules
 from storage.models import Alert, AlertEvent, Article, Delivery, DetectionProgress
-from tests.alert_history import MARKET, WIDTH, bucket, write_burst_articles, write_history
+from tests.support.alert_history import MARKET, WIDTH, bucket, write_burst_articles, write_history
 
 RULES = DetectionRules()
 POLICY = LifecyclePolicy(resolve_buckets=3, repeat_interval=timedelta(hours=4))

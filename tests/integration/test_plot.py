@@ -18,7 +18,7 @@ from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
 from storage.models import Alert, Timestep
 from storage.queries import timestep_series, timesteps_for_entity
 from storage.writes import ArticleRecord, EntityMention, write_articles
-from tests.alert_history import MODEL, WIDTH, bucket, write_history
+from tests.support.alert_history import MODEL, WIDTH, bucket, write_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_redaction import CLEAR_TEXTS, SECRET_SETTINGS
+from tests.unit.test_redaction import CLEAR_TEXTS, SECRET_SETTINGS
 
 
 def run_finsent(*arguments: str, environment: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 PROGRESS_TIMEOUT_S = 120.0
 ATTEMPTS = 3
 """A fast machine may finish the command before it is frozen: then it runs again on a fresh data dir."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "storage")
 SQL_TYPES = {"Engine", "Connection"}
 """What code outside storage/ may take from sqlalchemy: handles to pass on, and its exceptions."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.config import SETTING_SPECS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def shell_blocks(text: str) -> list[str]:

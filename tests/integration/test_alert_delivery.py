@@ -39,8 +39,8 @@ from pipeline.alerting.scheduler import alert_routes, channels_from_settings, re
 from pipeline.config import Settings
 from pipeline.logfmt import KeyValueFormatter
 from storage.models import Alert, AlertEvent, Delivery
-from tests.broker_io import read_topic
-from tests.http_receiver import Answer, HttpEndpoint, Received, always, fail_first
+from tests.support.broker_io import read_topic
+from tests.support.http_receiver import Answer, HttpEndpoint, Received, always, fail_first
 
 BUCKET = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 T0 = datetime(2026, 3, 2, 14, 7, tzinfo=timezone.utc)

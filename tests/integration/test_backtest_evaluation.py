@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from pipeline.cli import main
 from storage.models import ArticleEntity
-from tests.alert_history import T0, bucket, write_history
+from tests.support.alert_history import T0, bucket, write_history
 
 SPAN = ["--from", bucket(48).isoformat(), "--to", bucket(130).isoformat()]
 """04:00 to 10:50 on T0's day; the PFE burst (and its alert) is at bucket 100, 08:20."""

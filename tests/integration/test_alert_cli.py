@@ -13,7 +13,7 @@ from pipeline.alerting.backtest import ALERT_COLUMNS
 from pipeline.cli import main
 from storage.models import Alert, Delivery, Silence
 from storage.writes import ArticleRecord, EntityMention, write_articles
-from tests.alert_history import bucket, write_history
+from tests.support.alert_history import bucket, write_history
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ def test_the_picture_of_a_long_history_is_drawn_at_a_coarser_width(
     engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What `finsent demo --file months.jsonl` draws at its end: the plot's width picked from the span."""
-    from tests.test_plot import write_long_history
+    from tests.integration.test_plot import write_long_history
 
     write_long_history(engine, ["PFE", "KO"])
     picture = tmp_path / "demo.png"

@@ -21,7 +21,7 @@ from consumers.dead_letter import (
 )
 from consumers.kafka_clients import KafkaOptions, create_producer
 from consumers.schema import RejectedMessage
-from tests.broker_io import read_topic
+from tests.support.broker_io import read_topic
 from tests.conftest import Topics
 
 pytestmark = pytest.mark.integration

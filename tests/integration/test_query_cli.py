@@ -22,7 +22,7 @@ from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.migrate import alembic_config, head_revision, upgrade
 from storage.models import Alert
 from storage.writes import ArticleRecord, EntityMention, ScoreRecord, write_articles, write_scores
-from tests.alert_history import bucket, write_history
+from tests.support.alert_history import bucket, write_history
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import consumers.replay as replay_module
 from consumers.kafka_clients import KafkaOptions, create_producer
 from consumers.replay import ReplayFileError, ReplayLine, count_records, read_news_file, replay
 from consumers.schema import RejectedMessage
-from tests.broker_io import read_topic
+from tests.support.broker_io import read_topic
 from tests.conftest import Topics
 
 MAX_BYTES = 65_536

@@ -215,7 +215,7 @@ def test_help_lists_every_command_in_its_group(capsys: pytest.CaptureFixture[str
 def test_every_command_resolves_the_same_window_on_a_database(engine: Engine, database_url: str,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.test_query_cli import STORIES, write_stories
+    from tests.integration.test_query_cli import STORIES, write_stories
 
     write_stories(engine, STORIES)
     newest = max(story.published_at for story in STORIES)

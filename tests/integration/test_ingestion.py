@@ -13,9 +13,9 @@ from consumers.dead_letter import HEADER_KIND, HEADER_REASON, HEADER_SOURCE_OFFS
 from consumers.schema import parse_news
 from pipeline.config import Settings
 from pipeline.worker import Worker
-from tests.broker_io import produce, read_topic, wait_until
+from tests.support.broker_io import produce, read_topic, wait_until
 from tests.conftest import TEST_PARTITIONS, Topics
-from tests.news_factory import malformed_messages, valid_messages
+from tests.support.news_factory import malformed_messages, valid_messages
 
 pytestmark = pytest.mark.integration
 

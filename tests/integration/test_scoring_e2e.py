@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.config import Settings
-from tests.broker_io import produce, wait_until
+from tests.support.broker_io import produce, wait_until
 from tests.conftest import Topics
-from tests.test_ingestion import RunningWorker
+from tests.integration.test_ingestion import RunningWorker
 
 pytestmark = pytest.mark.integration
 

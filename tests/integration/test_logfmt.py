@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine
 
 from pipeline.logfmt import configure_logging
-from tests.broker_io import wait_until
-from tests.worker_process import WorkerProcess
+from tests.support.broker_io import wait_until
+from tests.support.worker_process import WorkerProcess
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""What the tests share: stored histories, broker I/O, an HTTP receiver, message factories, worker processes."""
