@@ -59,14 +59,14 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from progress_display import progress
 from sqlalchemy import Engine
 
-from progress_display import progress
 from pipeline.alerting import judging
 from pipeline.alerting.backtest import run_backtest
 from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule
 from pipeline.alerting.lifecycle import LifecyclePolicy, advance
-from pipeline.alerting.rules import history_edges, DetectionRules, detect
+from pipeline.alerting.rules import DetectionRules, detect, history_edges
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
 from storage.migrate import upgrade

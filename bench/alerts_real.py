@@ -47,8 +47,8 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import Engine
 from progress_display import Progress, progress
+from sqlalchemy import Engine
 from tagged_news import TaggedMessage, TaggedNews, TaggedNewsError, read_tagged_news
 
 from consumers.embedded_broker import EmbeddedBroker
@@ -59,12 +59,12 @@ from pipeline.alerting.evaluation_report import evaluation_text, unlisted_text
 from pipeline.alerting.events_file import read_events
 from pipeline.alerting.rules import DetectionRules
 from pipeline.alerting.scheduler import detection_rules, lifecycle_policy
-from pipeline.moments import parse_moment
 from pipeline.config import Settings
 from pipeline.errors import UserError
 from pipeline.interruption import interrupts_ignored
 from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
+from pipeline.moments import parse_moment
 from pipeline.tabular import clock_text, width_label
 from pipeline.timesteps import bucket_start
 from pipeline.worker import Worker

@@ -65,17 +65,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from sqlalchemy import Engine
 from progress_display import Progress
 from progress_display import progress as shared_progress
+from sqlalchemy import Engine
 
 from consumers.embedded_broker import EmbeddedBroker
 from consumers.kafka_clients import KafkaOptions, create_admin, create_producer, ensure_topics
-from pipeline.counts import positive_int
+from consumers.schema import NewsItem, parse_news
 from pipeline.config import Settings
+from pipeline.counts import positive_int
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging
-from consumers.schema import NewsItem, parse_news
 from pipeline.worker import Worker, load_scorer
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine, redacted

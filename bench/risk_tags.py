@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.scoring.risk_events import TAXONOMY, RiskTagger  # noqa: E402
+from pipeline.scoring.risk_events import TAXONOMY, RiskTagger
 
 SAMPLE = Path(__file__).with_name("data") / "risk_sample.csv"
 

@@ -66,34 +66,35 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import argparse  # noqa: E402
-import inspect  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable, Iterable, Iterator, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Protocol, TypeVar  # noqa: E402
+import argparse
+import inspect
+import json
+import multiprocessing
+import platform
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from progress_display import Progress  # noqa: E402
-from progress_display import progress as shared_progress  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+import torch
+import transformers
+from progress_display import Progress
+from progress_display import progress as shared_progress
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline.counts import positive_int  # noqa: E402
-from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact  # noqa: E402
-from pipeline.scoring.base_model import base_model_dir  # noqa: E402
-from pipeline.scoring.labels import LABELS  # noqa: E402
-from pipeline.scoring.scorer import OVERLAP_TOKENS, Scorer  # noqa: E402
+from pipeline.counts import positive_int
+from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact
+from pipeline.scoring.base_model import base_model_dir
+from pipeline.scoring.labels import LABELS
+from pipeline.scoring.scorer import OVERLAP_TOKENS, Scorer
 
 PIPELINE_BATCH_SIZE = 32
 LATENCY_BATCH = 64
@@ -410,7 +411,7 @@ class ScorerRunner:
             self.scorer.model.module = torch.compile(self.scorer.model.module, dynamic=True)
             self.precision += " compiled"
         elif spec.runtime == "onnx":
-            self.scorer.model.logits = onnx_logits(self.scorer, threads)  # type: ignore[method-assign]
+            self.scorer.model.logits = onnx_logits(self.scorer, threads)  # type: ignore[assignment]
             self.precision += " onnxruntime"
 
     def score(self, texts: Sequence[str], label: str | None = None) -> int:
@@ -490,12 +491,12 @@ def measure_variant(spec: VariantSpec, options: BenchOptions, networks: Networks
     headline_rates, long_rates, long_windows = [], [], 0
     for attempt in range(options.repeat):
         suffix = f" ({attempt + 1}/{options.repeat})" if options.repeat > 1 else ""
-        _, seconds = timed(lambda: runner.score(headlines, "headlines" + suffix), sync)
+        _, seconds = timed(partial(runner.score, headlines, "headlines" + suffix), sync)
         headline_rates.append(len(headlines) / seconds)
         if long_texts:
-            long_windows, seconds = timed(lambda: runner.score(long_texts, "long articles" + suffix), sync)
+            long_windows, seconds = timed(partial(runner.score, long_texts, "long articles" + suffix), sync)
             long_rates.append(len(long_texts) / seconds)
-    latencies = [timed(lambda: runner.score(batch), sync)[1] * 1000 for batch in latency_batches(headlines, options.latency_batches)]
+    latencies = [timed(partial(runner.score, batch), sync)[1] * 1000 for batch in latency_batches(headlines, options.latency_batches)]
 
     result = VariantResult(
         spec, headline_rates, long_rates, latencies, long_windows, runner.window_tokens, peak_rss_mib(),

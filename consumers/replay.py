@@ -148,7 +148,7 @@ def _open_text(path: Path) -> Iterator[str]:
     if path.is_dir():
         raise ReplayFileError(f"{path}: is a directory, expected a .jsonl or .csv file")
     try:
-        raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
+        raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115 - closed by the with below
         with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
             yield from text
     except UnicodeDecodeError as error:

@@ -190,7 +190,8 @@ def _print_summary(engine: Engine, summary: ReplaySummary) -> None:
         total = stored_article_count(connection)
     print(f"\nreplayed {summary.sent} messages in {summary.elapsed_s:.0f}s; {total} articles in the database")
     print(f"{'entity':<10}{'articles':>10}{'sentiment':>11}{'negative':>10}")
-    for entity, articles, sentiment, negative_share in entities[["entity", "articles", "mean_sentiment", "negative_share"]].itertuples(index=False):
+    columns = ["entity", "articles", "mean_sentiment", "negative_share"]
+    for entity, articles, sentiment, negative_share in entities[columns].itertuples(index=False):
         print(f"{entity:<10}{articles:>10}{_number(sentiment):>11}{_percent(negative_share):>10}")
 
 

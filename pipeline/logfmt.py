@@ -40,7 +40,7 @@ class KeyValueFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a line is logged, not the one at configuration: when
     stderr is swapped and the old one closed (pytest's capture, a daemon redirecting its output), a
     thread still running never logs into a closed file."""
@@ -48,8 +48,8 @@ class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property
+    def stream(self):
         return sys.stderr
 
     @stream.setter

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
-from typing import Protocol
+from typing import Literal, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -70,7 +70,7 @@ class DispatchFigures(Protocol):
     """What a delivery pass report says (pipeline.alerting.outbox.DispatchReport has it)."""
 
     @property
-    def by_channel(self) -> Mapping[tuple[str, str], int]: ...
+    def by_channel(self) -> Mapping[tuple[str, Literal["sent", "retried", "failed"]], int]: ...
 
 NAMESPACE = "finsent"
 BATCH_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -85,8 +85,10 @@ class WorkerMetrics:
         def counter(name: str, documentation: str) -> Counter:
             return Counter(name, documentation, namespace=NAMESPACE, registry=registry)
 
-        self.consumed = counter("messages_consumed", "Messages taken from the news topic (a batch processed again after a failed commit counts again)")
-        self.stored = counter("articles_stored", "Valid articles written to the database (idempotent: a replayed article counts, but is stored once)")
+        self.consumed = counter("messages_consumed",
+                                "Messages taken from the news topic (a batch processed again after a failed commit counts again)")
+        self.stored = counter("articles_stored",
+                              "Valid articles written to the database (idempotent: a replayed article counts, but is stored once)")
         self.scored = counter("articles_scored", "Articles the model scored (articles already scored by this model version are skipped)")
         self.dead_lettered = counter("messages_dead_lettered", "Messages sent to the dead-letter topic")
         self.retries = counter("batch_retries", "Batch attempts retried because the database or the dead-letter topic was unavailable")

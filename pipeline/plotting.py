@@ -130,7 +130,8 @@ def _draw_counts(ax: Axes, starts: pd.DatetimeIndex, counts: np.ndarray, width: 
 def _mark_alert(ax: Axes, alert: Mapping[str, Any], plotted_width: timedelta, label_left_of: np.datetime64) -> None:
     """A dashed line through the alert's first bucket; near the right edge the label goes left of it."""
     alert_width = timedelta(seconds=int(alert["width_seconds"]))
-    at = _naive_utc(alert["bucket_start"]) + alert_width / 2
+    # numpy's stubs lack datetime64 + timedelta, which gives a datetime (that axvline takes) at runtime
+    at = _naive_utc(alert["bucket_start"]) + alert_width / 2  # type: ignore[operator]
     colour = SEVERITY_COLOURS.get(str(alert["severity"]), "#495057")
     label = str(alert["rule"])
     if alert_width != plotted_width:

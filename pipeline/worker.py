@@ -25,11 +25,11 @@ from pipeline.config import Settings
 from pipeline.database import Database, open_database
 from pipeline.entities import EntityMatcher, load_entities
 from pipeline.kafka_settings import kafka_options
-from storage.migrate import ensure_schema
 from pipeline.scoring.risk_events import RiskTagger, RiskTags
 from pipeline.scoring.scorer import ArticleScore, Scorer
 from pipeline.stories import story_key
 from pipeline.timesteps import TimestepConfig, update_timesteps
+from storage.migrate import ensure_schema
 from storage.writes import (
     ArticleRecord,
     ScoreRecord,

@@ -387,8 +387,8 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for number in pending:
-            signal.raise_signal(number)
+        for received in pending:
+            signal.raise_signal(received)
 
 
 def _wait_until_ready(pgdata: Path, pid: int, process: subprocess.Popen[bytes] | None) -> _Postmaster:

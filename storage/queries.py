@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, DateTime, Engine, Lateral, Select, and_, bindparam, case, func, select, true
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+from sqlalchemy import ColumnElement, Connection, DateTime, Engine, Select, and_, bindparam, case, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
+from sqlalchemy.sql import ColumnExpressionArgument
+from sqlalchemy.sql.selectable import LateralFromClause
 
 from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
 
@@ -59,7 +60,7 @@ def articles_for_entity(
     return frame
 
 
-def _newest_score(article_id: ColumnElement[str]) -> Lateral:
+def _newest_score(article_id: ColumnExpressionArgument[str]) -> LateralFromClause:
     """The article's newest score, whichever model gave it: an article rescored by a second model
     still counts once."""
     return (
@@ -312,7 +313,7 @@ def history_bands(connection: Connection, width_seconds: int, edges: Sequence[da
 def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
     """A DataFrame built column by column: from SQLAlchemy rows directly, pandas probes every row
     with hasattr(), which a Row answers by raising and catching (seconds on a million rows)."""
-    values = list(zip(*rows)) if rows else [[] for _ in columns]
+    values: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
     return pd.DataFrame({name: list(column) for name, column in zip(columns, values, strict=True)})
 
 

@@ -20,11 +20,23 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    Connection, DateTime, Integer, Table, TableValuedAlias, Text, and_, bindparam, case, column, func, select, true,
+    Connection,
+    DateTime,
+    Integer,
+    Table,
+    TableValuedAlias,
+    Text,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    select,
+    true,
     tuple_,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.orm import aliased
 from sqlalchemy.types import TypeEngine
 
 from storage.models import Article, ArticleEntity, ArticleScore, Timestep
@@ -111,7 +123,7 @@ def scored_mentions_in(
     )
     found: list[list[ScoredRow]] = [[] for _ in ranges]
     for position, *row in connection.execute(statement):
-        found[position].append(tuple(row))  # type: ignore[arg-type]
+        found[position].append(tuple(row))
     return found
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import BindParameter, Connection, Select, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -60,7 +60,7 @@ def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> 
         return WriteCounts(0, 0, 0)
     inserted = inserted_keys(
         connection,
-        Article.__table__,
+        cast(Table, Article.__table__),
         {
             "id": [r.id for r in unique],
             "published_at": [r.published_at for r in unique],
@@ -80,7 +80,7 @@ def write_articles(connection: Connection, records: Sequence[ArticleRecord]) -> 
     ]
     mentions_new = insert_ignoring_duplicates(
         connection,
-        ArticleEntity.__table__,
+        cast(Table, ArticleEntity.__table__),
         {
             "article_id": [record.id for record, _ in mentions],
             "entity": [mention.entity for _, mention in mentions],
@@ -171,7 +171,7 @@ def write_scores(connection: Connection, records: Sequence[ScoreRecord]) -> int:
     unique = list({(r.article_id, r.model_version): r for r in records}.values())
     if not unique:
         return 0
-    table = ArticleScore.__table__
+    table = cast(Table, ArticleScore.__table__)
     columns: dict[str, list[Any]] = {
             "article_id": [r.article_id for r in unique],
             "model_version": [r.model_version for r in unique],

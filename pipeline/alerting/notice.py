@@ -21,10 +21,14 @@ JSON payload (`AlertNotice.payload()`, schema version 1; keys are sorted in `to_
 | severity | string | warning, major or critical, at this event |
 | state | string | firing, or resolved for a resolved event |
 | value, baseline | number | the rule's metric in the bucket and its baseline |
-| evidence | object | the latest moment's metric, observed, expected, horizon, tail_probability, false_alarms_per_year, threshold, article_count, mean_p_negative, baseline_p_negative, baseline_source, bucket_start, bucket_end, window_start, top_negative [{id, headline, p_negative, risk_tags, published_at}]; and first, peak, latest: each such a moment |
+| evidence | object | the latest moment's keys (below); and first, peak, latest: each such a moment |
 | fired_at | ISO 8601 | when the alert was recorded |
 | resolved_at | ISO 8601 or null | set on resolved events only |
 | acked | bool | whether someone acknowledged the alert |
+
+A moment's keys: metric, observed, expected, horizon, tail_probability, false_alarms_per_year, threshold,
+article_count, mean_p_negative, baseline_p_negative, baseline_source, bucket_start, bucket_end, window_start,
+top_negative [{id, headline, p_negative, risk_tags, published_at}].
 """
 
 from __future__ import annotations
@@ -193,7 +197,7 @@ class AlertNotice:
         return "\n".join(lines)
 
 
-def _facts(evidence: dict[str, Any]) -> list[str]:
+def _facts(evidence: Mapping[str, Any]) -> list[str]:
     """The evidence of one moment as short phrases a person reads at a glance."""
     facts = []
     if evidence.get("observed") is not None and evidence.get("expected") is not None:

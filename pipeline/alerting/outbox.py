@@ -147,7 +147,7 @@ class OutboxDispatcher:
             channel.send(notice)
         except DeliveryFailed:
             raise
-        except Exception as error:  # noqa: BLE001 - a faulty channel must not stop the other deliveries
+        except Exception as error:  # a faulty channel must not stop the other deliveries
             log.exception("alert_channel_error", extra={"kv": _fields(delivery)})
             raise DeliveryFailed(f"{type(error).__name__}: {error}", permanent=False) from error
 

@@ -311,13 +311,15 @@ def _leave_one_out_median(values: np.ndarray, left_out: np.ndarray) -> np.ndarra
         position = np.searchsorted(ordered, np.nan_to_num(own), side="left")
         position = np.where(removes, position, ordered.size)  # nothing removed: no shift
         lower, upper = (size - 1) // 2, size // 2
-
-        def pick(k: np.ndarray) -> np.ndarray:
-            index = np.where(k < position, k, k + 1)
-            return np.where((k >= 0) & (index < ordered.size), ordered[np.clip(index, 0, ordered.size - 1)], np.nan)
-
-        result[:, column] = np.where(size > 0, (pick(lower) + pick(upper)) / 2, np.nan)
+        middle = (_pick_skipping(ordered, position, lower) + _pick_skipping(ordered, position, upper)) / 2
+        result[:, column] = np.where(size > 0, middle, np.nan)
     return result
+
+
+def _pick_skipping(ordered: np.ndarray, position: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Element k of `ordered` once the element at `position` is taken out, for each row (NaN: k < 0 or past the end)."""
+    index = np.where(k < position, k, k + 1)
+    return np.where((k >= 0) & (index < ordered.size), ordered[np.clip(index, 0, ordered.size - 1)], np.nan)
 
 
 def _exposure_days(starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, data_start: pd.Timestamp) -> np.ndarray:

@@ -30,7 +30,8 @@ def add_backtest_command(commands: Any) -> None:
         "backtest", description="run detection over stored history as if live, and print the alerts that would have fired")
     add_window_arguments(backtest, since=False, required=True)
     backtest.add_argument("--entity", help="judge only this entity (against the market prior where it has no history)")
-    backtest.add_argument("--width", help="bucket width to judge, one of FINSENT_BUCKET_WIDTHS (default: the first of FINSENT_ALERT_WIDTHS)")
+    backtest.add_argument("--width",
+                          help="bucket width to judge, one of FINSENT_BUCKET_WIDTHS (default: the first of FINSENT_ALERT_WIDTHS)")
     backtest.add_argument("--format", choices=FORMATS, default="table")
     backtest.add_argument("--out", type=Path, help="write the alerts here (format from --format) instead of stdout")
     backtest.add_argument("--write", action="store_true", help="also store the alerts in the live alert tables (nothing is sent)")

@@ -25,8 +25,11 @@ def add_model_commands(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=TrainingConfig.seed)
     train.add_argument("--validation-fraction", type=fraction, default=0.1, help="held out for early stopping")
     train.add_argument("--folds", type=positive_int, help="cross-validate with K folds instead of saving a model")
-    train.add_argument("--target", help="name of the target-domain CSV: the validation split and the folds come from it (default: the first --data file)")
-    train.add_argument("--report", type=Path, help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
+    train.add_argument("--target",
+                       help="name of the target-domain CSV: the validation split and the folds come from it "
+                            "(default: the first --data file)")
+    train.add_argument("--report", type=Path,
+                       help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
     train.set_defaults(handler=train_model)
 
     evaluate = commands.add_parser("eval", description="classification report of the configured model on a labelled CSV")

@@ -43,7 +43,7 @@ def add_lora(model: nn.Module, pattern: str, rank: int, alpha: float, dropout: f
 
 def merge_lora(model: nn.Module) -> None:
     """Fold every adapter into its base weight and put the plain nn.Linear back."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 with torch.no_grad():

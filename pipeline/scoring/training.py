@@ -102,7 +102,8 @@ def train_model(
 
 
 @torch.inference_mode()
-def predict_labels(model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, batch_size: int = 64) -> list[int]:
+def predict_labels(model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
+                   batch_size: int = 64) -> list[int]:
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     predictions = [0] * len(texts)
@@ -125,12 +126,13 @@ def _encode(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max
     return list(zip(ids, (e.label for e in examples), strict=True))
 
 
-def _length_bucketed_batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: random.Random) -> list[list[tuple[list[int], int]]]:
+def _length_bucketed_batches(encoded: list[tuple[list[int], int]], batch_size: int,
+                             rng: random.Random) -> list[list[tuple[list[int], int]]]:
     """Shuffle, then sort within pools of 50 batches so each batch pads little; batch order shuffled."""
     shuffled = encoded[:]
     rng.shuffle(shuffled)
     pool = batch_size * 50
-    batches = []
+    batches: list[list[tuple[list[int], int]]] = []
     for start in range(0, len(shuffled), pool):
         chunk = sorted(shuffled[start:start + pool], key=lambda item: len(item[0]))
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from storage.models import Base
 
@@ -11,7 +11,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def _run(connection_to_use) -> None:  # type: ignore[no-untyped-def]
+def _run(connection_to_use: Connection) -> None:
     context.configure(connection=connection_to_use, target_metadata=Base.metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -20,5 +20,8 @@ def _run(connection_to_use) -> None:  # type: ignore[no-untyped-def]
 if connection is not None:
     _run(connection)
 else:
-    with create_engine(config.get_main_option("sqlalchemy.url")).connect() as fresh_connection:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no connection handed over by storage.migrate and no sqlalchemy.url set")
+    with create_engine(url).connect() as fresh_connection:
         _run(fresh_connection)

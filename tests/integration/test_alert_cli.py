@@ -74,13 +74,15 @@ def test_backtest_write_then_list_ack_and_silence(history: Engine, capsys: pytes
     (["backtest", "--from", "2026-03-02", "--to", "2026-03-01"], "must be after --from"),
     (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--alert-min-stories", "-1"],
      "--alert-min-stories '-1' is invalid"),
-    (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--width", "7m"], "--width 7m is not a stored bucket width: choose one of 5m, 1h"),
+    (["backtest", "--from", "2026-03-01", "--to", "2026-03-02", "--width", "7m"],
+     "--width 7m is not a stored bucket width: choose one of 5m, 1h"),
     (["silence", "PFE", "--for", "99999999d"], "--for 99999999d is longer than FINSENT_SILENCE_MAX=30d"),
     (["silence", "PFE", "--for", "31d"], "--for 31d is longer than FINSENT_SILENCE_MAX=30d"),
     (["silence", "--for", "1h"], "name the entity or glob to silence"),
     (["silence", "PFE", "--all", "--for", "1h"], "--all silences every entity; drop 'PFE'"),
 ])
-def test_user_mistakes_get_one_line_and_exit_2(history: Engine, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str) -> None:
+def test_user_mistakes_get_one_line_and_exit_2(history: Engine, capsys: pytest.CaptureFixture[str], arguments: list[str],
+                                               message: str) -> None:
     assert main(arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("finsent: error:") and message in error and "Traceback" not in error

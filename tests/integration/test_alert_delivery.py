@@ -78,8 +78,8 @@ class FakeClock:
 def http_endpoint() -> Iterator[Callable[..., HttpEndpoint]]:
     started: list[HttpEndpoint] = []
 
-    def start(answer: Answer = always(200), delay_s: float = 0.0) -> HttpEndpoint:
-        endpoint = HttpEndpoint(answer, delay_s)
+    def start(answer: Answer | None = None, delay_s: float = 0.0) -> HttpEndpoint:
+        endpoint = HttpEndpoint(answer or always(200), delay_s)
         started.append(endpoint)
         return endpoint
 

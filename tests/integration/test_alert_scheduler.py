@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from pipeline.config import Settings
 from pipeline.timesteps import bucket_start
 from storage.models import Alert, AlertEvent
+from tests.conftest import Topics
+from tests.integration.test_ingestion import RunningWorker
 from tests.support.alert_history import WIDTH, write_history
 from tests.support.broker_io import produce, wait_until
-from tests.conftest import Topics
 from tests.support.http_receiver import HttpEndpoint
-from tests.integration.test_ingestion import RunningWorker
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,14 @@ from types import ModuleType
 import psutil
 import pytest
 
-from tests.integration.test_sigterm_cleanup import launched  # noqa: F401 - the fixture
-from tests.integration.test_sigterm_cleanup import alive, freeze_when, postgres_processes_of, terminate_frozen, wait_for
+from tests.integration.test_sigterm_cleanup import (
+    alive,
+    freeze_when,
+    launched,  # noqa: F401 - the fixture
+    postgres_processes_of,
+    terminate_frozen,
+    wait_for,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 BENCH = REPOSITORY / "bench" / "alerts_real.py"

@@ -10,8 +10,8 @@ from consumers.batch_consumer import BatchConsumer
 from consumers.dead_letter import DeadLetterPublisher
 from consumers.kafka_clients import KafkaOptions, create_consumer, create_producer
 from consumers.schema import NewsItem
-from tests.support.broker_io import produce, wait_until
 from tests.conftest import TEST_HEARTBEAT_INTERVAL_MS, TEST_SESSION_TIMEOUT_MS, Topics
+from tests.support.broker_io import produce, wait_until
 from tests.support.news_factory import valid_messages
 
 pytestmark = pytest.mark.integration

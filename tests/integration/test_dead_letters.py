@@ -21,8 +21,8 @@ from consumers.dead_letter import (
 )
 from consumers.kafka_clients import KafkaOptions, create_producer
 from consumers.schema import RejectedMessage
-from tests.support.broker_io import read_topic
 from tests.conftest import Topics
+from tests.support.broker_io import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 
 from pipeline.cli.main import build_parser
 from pipeline.config import SETTING_SPECS, Settings
-from tests.support.broker_io import produce, wait_until
 from tests.conftest import Topics
+from tests.support.broker_io import produce, wait_until
 from tests.support.news_factory import valid_messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,7 +323,8 @@ def test_image_entrypoint_is_the_finsent_console_script() -> None:
         environment = stage.environment()
         assert environment["HF_HUB_OFFLINE"] == "1"
         data_dir = environment["FINSENT_DATA_DIR"]
-        assert any("chown" in run and f"{user}:{user} {data_dir}" in run for run in stage.runs()), f"{target}: {data_dir} must belong to {user}"
+        assert any("chown" in run and f"{user}:{user} {data_dir}" in run for run in stage.runs()), \
+            f"{target}: {data_dir} must belong to {user}"
 
 
 def test_torch_is_pinned_and_installed_before_the_project() -> None:
@@ -339,7 +340,8 @@ def test_torch_is_pinned_and_installed_before_the_project() -> None:
         runs = built_image(target).runs()
         torch_step = pip_install_index(runs, r"\btorch==")
         assert {match.group(1) for run in runs for match in _TORCH_PIN.finditer(run)} == {pin.group(1)}
-        assert (index is not None and f"--index-url {index}" in runs[torch_step]) or (index is None and "--index-url" not in runs[torch_step])
+        assert (index is not None and f"--index-url {index}" in runs[torch_step]) or \
+            (index is None and "--index-url" not in runs[torch_step])
         assert pip_install_index(runs, r"/finsent-\S*\.whl") > torch_step, f"{target}: torch must go in before the project"
         assert not any(re.search(r"pip install.*(\s-e\s|--editable)", run) for run in runs), "install the project non-editable"
     assert built_image("cuda").base.startswith("nvidia/cuda:")

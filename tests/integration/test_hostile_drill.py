@@ -29,8 +29,8 @@ from consumers.dead_letter import (
 )
 from consumers.kafka_clients import KafkaOptions, create_producer
 from consumers.schema import NewsItem, parse_news
-from tests.support.broker_io import read_topic, wait_until
 from tests.conftest import TEST_PARTITIONS, Topics
+from tests.support.broker_io import read_topic, wait_until
 from tests.support.news_factory import valid_messages
 from tests.support.worker_process import WorkerProcess
 

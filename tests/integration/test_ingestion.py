@@ -13,8 +13,8 @@ from consumers.dead_letter import HEADER_KIND, HEADER_REASON, HEADER_SOURCE_OFFS
 from consumers.schema import parse_news
 from pipeline.config import Settings
 from pipeline.worker import Worker
-from tests.support.broker_io import produce, read_topic, wait_until
 from tests.conftest import TEST_PARTITIONS, Topics
+from tests.support.broker_io import produce, read_topic, wait_until
 from tests.support.news_factory import malformed_messages, valid_messages
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,8 @@ def running_worker(settings: Settings) -> Iterator[RunningWorker]:
 def table_snapshot(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as connection:
         return {
-            "articles": connection.execute(sa.text("SELECT id, published_at, headline, body, source, url, lang, ingested_at FROM articles ORDER BY id")).all(),
+            "articles": connection.execute(sa.text(
+                "SELECT id, published_at, headline, body, source, url, lang, ingested_at FROM articles ORDER BY id")).all(),
             "article_entities": connection.execute(sa.text("SELECT * FROM article_entities ORDER BY article_id, entity")).all(),
             "article_scores": connection.execute(sa.text("SELECT * FROM article_scores ORDER BY article_id, model_version")).all(),
             "timesteps": connection.execute(sa.text(

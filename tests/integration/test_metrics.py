@@ -20,13 +20,13 @@ from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
 from pipeline.timesteps import bucket_start
 from storage.models import Alert, AlertEvent
-from tests.support.alert_history import WIDTH, write_history
-from tests.support.broker_io import produce, wait_until
 from tests.conftest import TEST_PARTITIONS, Topics
-from tests.support.http_receiver import HttpEndpoint, always
-from tests.support.news_factory import valid_messages
 from tests.integration.test_cli_errors import assert_one_clear_line, run_finsent
 from tests.integration.test_ingestion import count_articles
+from tests.support.alert_history import WIDTH, write_history
+from tests.support.broker_io import produce, wait_until
+from tests.support.http_receiver import HttpEndpoint, always
+from tests.support.news_factory import valid_messages
 from tests.support.worker_process import WorkerProcess
 
 VALID = 40

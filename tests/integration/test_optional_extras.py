@@ -39,7 +39,8 @@ def make_absent(monkeypatch: pytest.MonkeyPatch, *packages: str) -> None:
 
 def run_without(packages: tuple[str, ...], *arguments: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`finsent ARGUMENTS` in a fresh interpreter where `packages` cannot be imported."""
-    script = f"import sys\nfor name in {packages!r}: sys.modules[name] = None\nfrom pipeline.cli import main\nsys.exit(main({list(arguments)!r}))\n"
+    script = (f"import sys\nfor name in {packages!r}: sys.modules[name] = None\n"
+              f"from pipeline.cli import main\nsys.exit(main({list(arguments)!r}))\n")
     clean = {key: value for key, value in os.environ.items() if not key.startswith("FINSENT_")}
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**clean, **environment},
                           capture_output=True, text=True, timeout=120)

@@ -188,7 +188,8 @@ def test_entities_most_negative_first_with_limit(stories: Engine, capsys: pytest
 
 def test_entities_count_only_the_window(stories: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = run(capsys, "entities", "--from", iso(10), "--to", iso(15), "--format", "json")
-    assert [(row["entity"], row["articles"]) for row in json.loads(out)] == [("MARKET", 2), ("PFE", 1), ("AAPL", 1)], "ties: the more negative first"
+    assert [(row["entity"], row["articles"]) for row in json.loads(out)] == [("MARKET", 2), ("PFE", 1), ("AAPL", 1)], \
+        "ties: the more negative first"
 
 
 # --- finsent articles ------------------------------------------------------------------------
@@ -316,7 +317,7 @@ def test_recent_alerts_shows_the_alerts_with_their_evidence(alert_history: Engin
     assert old_resolved not in rows
 
 
-def test_the_views_go_with_a_downgrade_and_come_back(empty_database: Engine) -> None:  # noqa: F811
+def test_the_views_go_with_a_downgrade_and_come_back(empty_database: Engine) -> None:
     upgrade(empty_database)
     config = alembic_config()
     with empty_database.begin() as connection:
@@ -327,7 +328,7 @@ def test_the_views_go_with_a_downgrade_and_come_back(empty_database: Engine) -> 
     assert views(empty_database) == {"entity_timeseries", "recent_alerts"}
 
 
-def test_a_database_never_migrated_answers_empty(empty_database: Engine, capsys: pytest.CaptureFixture[str],  # noqa: F811
+def test_a_database_never_migrated_answers_empty(empty_database: Engine, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINSENT_DATABASE_URL", empty_database.url.render_as_string(hide_password=False))
     out, err = run(capsys, "entities")

@@ -19,8 +19,8 @@ import consumers.replay as replay_module
 from consumers.kafka_clients import KafkaOptions, create_producer
 from consumers.replay import ReplayFileError, ReplayLine, count_records, read_news_file, replay
 from consumers.schema import RejectedMessage
-from tests.support.broker_io import read_topic
 from tests.conftest import Topics
+from tests.support.broker_io import read_topic
 
 MAX_BYTES = 65_536
 T0 = datetime(2024, 5, 1, 13, 30, tzinfo=timezone.utc)

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.config import Settings
-from tests.support.broker_io import produce, wait_until
 from tests.conftest import Topics
 from tests.integration.test_ingestion import RunningWorker
+from tests.support.broker_io import produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,8 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
         worker.stop()
 
     with engine.connect() as connection:
-        labels = dict(connection.execute(sa.text("SELECT a.headline, s.label FROM article_scores s JOIN articles a ON a.id = s.article_id")).all())
+        labels = dict(connection.execute(sa.text(
+            "SELECT a.headline, s.label FROM article_scores s JOIN articles a ON a.id = s.article_id")).all())
         scores = pd.DataFrame(connection.execute(sa.text(
             "SELECT a.published_at, s.p_negative, s.p_neutral, s.p_positive FROM article_scores s "
             "JOIN article_entities e ON e.article_id = s.article_id JOIN articles a ON a.id = s.article_id "
@@ -84,7 +85,8 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
         stored = pd.DataFrame(connection.execute(sa.text(
             "SELECT extract(epoch FROM bucket_start)::bigint AS bucket, article_count, mean_p_negative, negative_share, "
             "mean_sentiment, emotion_index FROM timesteps WHERE entity = 'ACME' AND width_seconds = :width ORDER BY bucket_start"),
-            {"width": 300}).all(), columns=["bucket", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index"])
+            {"width": 300}).all(),
+            columns=["bucket", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index"])
     assert labels[NEGATIVE_HEADLINE] == "negative"
     assert labels[POSITIVE_HEADLINE] == "positive"
     with engine.connect() as connection:

@@ -104,7 +104,7 @@ def test_sigterm_stops_the_embedded_postgres_a_command_started(
         command = subprocess.Popen([*finsent_command(), *arguments], env=embedded_environment(pgdata.parent),
                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         launched.append(command)
-        if freeze_when(command, lambda: (pgdata / "postmaster.pid").exists()):
+        if freeze_when(command, (pgdata / "postmaster.pid").exists):
             break
         command.communicate(timeout=PROGRESS_TIMEOUT_S)
     else:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 CONFIG = TimestepConfig(widths=(300, 3600), half_life_seconds=1800.0)
 MODEL = "m1"
+UPDATED_AT = sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM timesteps")
 VALUE_COLUMNS = [
     "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive", "negative_share",
     "mean_sentiment", "emotion_index", "decay_sum", "decay_weight",
@@ -164,14 +165,14 @@ def test_running_the_update_again_changes_nothing(engine: Engine) -> None:
         write_scored(connection, articles)
     update(engine, touched_by(articles))
     with engine.connect() as connection:
-        before_updated = connection.execute(sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM timesteps")).scalar_one()
+        before_updated = connection.execute(UPDATED_AT).scalar_one()
     before = snapshot(engine)
     assert update(engine, touched_by(articles)) == 0
     assert update(engine, {}) == 0
     assert update(engine, {entity: [T0 - timedelta(days=1)] for entity in touched_by(articles)}) == 0
     assert snapshot(engine) == before
     with engine.connect() as connection:
-        after_updated = connection.execute(sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM timesteps")).scalar_one()
+        after_updated = connection.execute(UPDATED_AT).scalar_one()
     assert after_updated == before_updated, "unchanged buckets are not rewritten"
 
 

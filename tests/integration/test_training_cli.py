@@ -42,7 +42,8 @@ def test_train_saves_a_loadable_model_and_eval_reports_on_it(tmp_path: Path) -> 
     assert Scorer.load(out, "cpu").version == manifest["version"]
 
     report_path = tmp_path / "eval.json"
-    evaluated = run_finsent("eval", "--data", str(data), "--json", str(report_path), environment={"FINSENT_MODEL_PATH": str(out)}, timeout_s=300)
+    evaluated = run_finsent("eval", "--data", str(data), "--json", str(report_path),
+                            environment={"FINSENT_MODEL_PATH": str(out)}, timeout_s=300)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert report["count"] == 48 and report["model_version"] == manifest["version"]

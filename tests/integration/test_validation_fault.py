@@ -13,8 +13,8 @@ from consumers.batch_consumer import BatchConsumer
 from consumers.dead_letter import HEADER_KIND, HEADER_REASON, DeadLetterPublisher
 from consumers.kafka_clients import KafkaOptions, create_consumer, create_producer
 from consumers.schema import NewsItem, RejectedMessage, parse_news
-from tests.support.broker_io import produce, read_topic, wait_until
 from tests.conftest import TEST_HEARTBEAT_INTERVAL_MS, TEST_SESSION_TIMEOUT_MS, Topics
+from tests.support.broker_io import produce, read_topic, wait_until
 from tests.support.news_factory import valid_messages
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from pipeline.redaction import Secret
 from pipeline.worker import Worker
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
-from tests.support.broker_io import produce, read_topic, wait_until
 from tests.conftest import Topics
+from tests.support.broker_io import produce, read_topic, wait_until
 from tests.support.news_factory import valid_messages
 from tests.support.worker_process import WorkerProcess
 

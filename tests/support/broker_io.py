@@ -14,7 +14,8 @@ from consumers.kafka_clients import KafkaOptions, create_producer
 T = TypeVar("T")
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]], partition_of: Callable[[int], int | None] | None = None) -> int:
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
+            partition_of: Callable[[int], int | None] | None = None) -> int:
     """Send (key, value) pairs and wait for every ack. Returns how many were sent."""
     producer = create_producer(KafkaOptions(bootstrap, client_id="finsent-test-producer"), linger_ms=20)
     futures = []
@@ -28,7 +29,8 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, b
     return len(futures)
 
 
-def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 2.0, timeout_s: float = 60.0) -> list[ConsumerRecord]:
+def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 2.0,
+               timeout_s: float = 60.0) -> list[ConsumerRecord]:
     """Every record of `topic` from the beginning: until `expected` arrived and nothing new for idle_s."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

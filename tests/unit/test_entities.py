@@ -80,7 +80,8 @@ def test_names_and_aliases_matched(matcher: EntityMatcher, text: str, expected: 
     assert found(matcher, news(text)) == {**expected, MARKET: "market"}
 
 
-@pytest.mark.parametrize("text", ["apple pie recipes", "Pineapple prices soar", "APPLE growers", "Applesauce sales", "BigApple fest", "Fordham University"])
+@pytest.mark.parametrize("text", ["apple pie recipes", "Pineapple prices soar", "APPLE growers", "Applesauce sales",
+                                  "BigApple fest", "Fordham University"])
 def test_names_are_case_sensitive_whole_words(matcher: EntityMatcher, text: str) -> None:
     assert found(matcher, news(text)) == {MARKET: "market"}
 

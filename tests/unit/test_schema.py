@@ -50,7 +50,8 @@ def test_valid_message_with_all_fields() -> None:
     assert item.text == "Apple beats estimates\nShares rose."
 
 
-@pytest.mark.parametrize("published_at", ["2024-05-01T13:30:00Z", "2024-05-01T13:30:00+00:00", "2024-05-01T15:30:00+02:00", "2024-05-01T09:30:00.000-04:00"])
+@pytest.mark.parametrize("published_at", ["2024-05-01T13:30:00Z", "2024-05-01T13:30:00+00:00", "2024-05-01T15:30:00+02:00",
+                                          "2024-05-01T09:30:00.000-04:00"])
 def test_published_at_normalised_to_utc(published_at: str) -> None:
     item = parsed({"published_at": published_at, "headline": "h"})
     assert item.published_at.tzinfo is not None

@@ -9,13 +9,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.schema import NewsItem, RejectedMessage, parse_news
+
 # Reproducible in CI (the same examples every run, no example database written into the tree) and
 # indifferent to a slow loaded machine: the property, not the timing, is under test.
 settings.register_profile("finsent", derandomize=True, database=None, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.load_profile("finsent")
-
-from consumers.schema import NewsItem, RejectedMessage, parse_news
 
 FIELDS = ("id", "published_at", "headline", "body", "source", "url", "lang", "tickers")
 

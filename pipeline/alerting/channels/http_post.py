@@ -8,7 +8,6 @@ would turn a redirected POST into a GET without the body.
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -78,7 +77,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
         ) from None
     except urllib.error.URLError as error:
         raise DeliveryFailed(f"cannot reach {where}: {error.reason}", permanent=False) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise DeliveryFailed(f"{where} did not answer within {timeout_s:g}s", permanent=False) from None
     except OSError as error:
         raise DeliveryFailed(f"connection to {where} failed: {error}", permanent=False) from None
