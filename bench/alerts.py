@@ -64,6 +64,7 @@ from sqlalchemy import Engine
 
 from pipeline.alerting import judging
 from pipeline.alerting.backtest import run_backtest
+from pipeline.alerting.candidate import candidates_from
 from pipeline.alerting.detection_pass import DetectionPass, DetectionSchedule
 from pipeline.alerting.lifecycle import LifecyclePolicy, advance
 from pipeline.alerting.rules import DetectionRules, detect, history_edges
@@ -324,7 +325,7 @@ def time_parts(engine: Engine, figures: LiveFigures, repeats: int, newest: datet
         buckets, hourly, data_start, WIDTH, newest, newest, RULES, MARKET))
     figures.rows["detect"] = len(candidates)
     (_firing, transitions), figures.seconds["lifecycle"] = median_time(repeats, lambda: advance(
-        {}, candidates.to_dict("records"), WIDTH, newest, newest, POLICY))
+        {}, candidates_from(candidates), WIDTH, newest, newest, POLICY))
     figures.rows["lifecycle"] = len(transitions)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pipeline.alerting.candidate import StoredMoment
 from pipeline.alerting.lifecycle import FIRED, AlertState, Transition
 from pipeline.alerting.notice import event_label
 from pipeline.alerting.outbox import enqueue_deliveries
@@ -48,11 +49,15 @@ def load_firing(session: Session, width_seconds: int) -> dict[str, AlertState]:
             first_bucket=alert.bucket_start, last_bucket=alert.last_bucket_start, severity=alert.severity,
             value=alert.value, baseline=alert.baseline, quiet_buckets=alert.quiet_buckets,
             last_notified_at=alert.last_notified_at or alert.bucket_start, acked=alert.acked_at is not None,
-            alert_id=alert.id, candidate=dict((alert.evidence or {}).get("latest") or alert.evidence or {}),
-            first=dict((alert.evidence or {}).get("first") or {}), peak=dict((alert.evidence or {}).get("peak") or {}),
+            alert_id=alert.id, candidate=StoredMoment(dict((alert.evidence or {}).get("latest") or alert.evidence or {})),
+            first=_stored((alert.evidence or {}).get("first")), peak=_stored((alert.evidence or {}).get("peak")),
         )
         for alert in firing_alerts(session, width_seconds)
     }
+
+
+def _stored(evidence: Mapping[str, Any] | None) -> StoredMoment | None:
+    return StoredMoment(dict(evidence)) if evidence else None
 
 
 def is_silenced(entity: str, globs: Sequence[str]) -> bool:

@@ -9,11 +9,12 @@ describe the same bucket. The latest moment's fields are also at the top level, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.alerting.lifecycle import AlertState, as_datetime
+from pipeline.alerting.candidate import Moment, StoredMoment
+from pipeline.alerting.lifecycle import AlertState
 from pipeline.tabular import width_label
 
 Headlines = Callable[[str, datetime, datetime], list[dict[str, Any]]]
@@ -33,24 +34,26 @@ def build_evidence(state: AlertState, width: int, headlines: Headlines) -> dict[
     }
 
 
-def moment_evidence(entity: str, row: Mapping[str, Any], width: int, headlines: Headlines) -> dict[str, Any]:
-    """One candidate as evidence; a row that already is evidence (reloaded from the database) stays as it is."""
-    if "bucket_end" in row or "bucket_start" not in row:
-        return {key: value for key, value in row.items() if key not in ("first", "peak", "latest")}
-    bucket = as_datetime(row["bucket_start"])
+def moment_evidence(entity: str, moment: Moment | None, width: int, headlines: Headlines) -> dict[str, Any]:
+    """One candidate as evidence; a moment reloaded from the database stays as it was written."""
+    if moment is None:
+        return {}
+    if isinstance(moment, StoredMoment):
+        return {key: value for key, value in moment.evidence.items() if key not in ("first", "peak", "latest")}
+    bucket = moment.bucket_start
     end = bucket + timedelta(seconds=width)
-    horizon = int(row.get("horizon_seconds") or width)
+    horizon = moment.horizon_seconds or width
     window_start = end - timedelta(seconds=horizon)
-    evidence: dict[str, Any] = {name: _number(row.get(name)) for name in _NUMBERS}
+    evidence: dict[str, Any] = {name: _number(getattr(moment, name)) for name in _NUMBERS}
     evidence.update({
         "observed": evidence["value"],
         "expected": evidence["baseline"],
         "horizon": width_label(horizon),
         "horizon_seconds": horizon,
-        "article_count": int(row.get("article_count") or 0),
-        "baseline_source": row.get("baseline_source"),
-        "metric": row.get("metric"),
-        "severity": row.get("severity"),
+        "article_count": moment.article_count,
+        "baseline_source": moment.baseline_source,
+        "metric": moment.metric,
+        "severity": moment.severity,
         "bucket_start": bucket.isoformat(),
         "bucket_end": end.isoformat(),
         "window_start": window_start.isoformat(),

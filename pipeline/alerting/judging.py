@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
+from pipeline.alerting.candidate import candidates_from
 from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, Transition, advance
 from pipeline.alerting.rules import DetectionRules, detect, history_edges
 from storage.queries import first_bucket, history_bands, timesteps_window
@@ -65,7 +66,7 @@ def judge_span(
             candidates = candidates[candidates["entity"].isin(entities)]
         span.entities.update(buckets["entity"].unique())
         span.candidates += int(candidates["triggered"].sum()) if not candidates.empty else 0
-        span.firing, changes = advance(span.firing, candidates.to_dict("records"), width_seconds, slice_start, slice_end,
+        span.firing, changes = advance(span.firing, candidates_from(candidates), width_seconds, slice_start, slice_end,
                                        policy)
         span.transitions.extend(changes)
         span.buckets += int((slice_end - slice_start) // step) + 1

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
+from pipeline.alerting.candidate import Candidate, Moment, rarity
 from pipeline.alerting.severity import severity_rank
 
 FIRED, ESCALATED, REPEATED, RESOLVED = "fired", "escalated", "repeated", "resolved"
@@ -59,11 +59,11 @@ class AlertState:
     acked: bool = False
     resolved_at: datetime | None = None
     alert_id: int | None = None
-    candidate: Mapping[str, Any] = field(default_factory=dict)
-    """The latest triggering candidate row (detection's evidence)."""
-    first: Mapping[str, Any] = field(default_factory=dict)
+    candidate: Moment | None = None
+    """The latest triggering candidate (detection's evidence)."""
+    first: Moment | None = None
     """The candidate that fired the alert."""
-    peak: Mapping[str, Any] = field(default_factory=dict)
+    peak: Moment | None = None
     """The rarest candidate of the episode (smallest tail probability; the latest among equals)."""
 
     @property
@@ -85,7 +85,7 @@ class Transition:
 
 def advance(
     firing: Mapping[str, AlertState],
-    candidates: Iterable[Mapping[str, Any]],
+    candidates: Iterable[Candidate],
     width_seconds: int,
     judge_from: datetime,
     judge_through: datetime,
@@ -97,14 +97,14 @@ def advance(
     these buckets. Returns the alerts still firing afterwards and the transitions in bucket order.
     """
     width = timedelta(seconds=width_seconds)
-    triggers: dict[str, dict[datetime, Mapping[str, Any]]] = {}
+    triggers: dict[str, dict[datetime, Candidate]] = {}
     hot: dict[str, set[datetime]] = {}
     for row in candidates:
-        key = fingerprint(row["entity"], row["rule"], width_seconds)
-        if row.get("triggered", True):
-            triggers.setdefault(key, {})[as_datetime(row["bucket_start"])] = row
+        key = fingerprint(row.entity, row.rule, width_seconds)
+        if row.triggered:
+            triggers.setdefault(key, {})[row.bucket_start] = row
         else:
-            hot.setdefault(key, set()).add(as_datetime(row["bucket_start"]))
+            hot.setdefault(key, set()).add(row.bucket_start)
     still_firing: dict[str, AlertState] = {}
     transitions: list[Transition] = []
     for key in sorted(set(firing) | set(triggers)):
@@ -119,7 +119,7 @@ def advance(
 
 def _run_one(
     state: AlertState | None,
-    triggers: Mapping[datetime, Mapping[str, Any]],
+    triggers: Mapping[datetime, Candidate],
     hot: set[datetime],
     width: timedelta,
     judge_from: datetime,
@@ -139,10 +139,9 @@ def _run_one(
             state = _fire(row, bucket, end, width)
             changes.append(Transition(FIRED, bucket, state))
         elif row is not None:
-            severity = str(row["severity"])
-            state = replace(state, last_bucket=bucket, quiet_buckets=0, value=float(row["value"]),
-                            baseline=float(row["baseline"]), candidate=row,
-                            peak=row if _rarity(row) <= _rarity(state.peak) else state.peak)
+            severity = row.severity
+            state = replace(state, last_bucket=bucket, quiet_buckets=0, value=row.value, baseline=row.baseline,
+                            candidate=row, peak=row if rarity(row) <= rarity(state.peak) else state.peak)
             if severity_rank(severity) > severity_rank(state.severity):
                 state = replace(state, severity=severity, last_notified_at=end)
                 changes.append(Transition(ESCALATED, bucket, state))
@@ -160,17 +159,17 @@ def _run_one(
     return state, changes
 
 
-def _fire(row: Mapping[str, Any], bucket: datetime, end: datetime, width: timedelta) -> AlertState:
+def _fire(row: Candidate, bucket: datetime, end: datetime, width: timedelta) -> AlertState:
     return AlertState(
-        fingerprint=fingerprint(str(row["entity"]), str(row["rule"]), int(width.total_seconds())),
-        entity=str(row["entity"]),
-        rule=str(row["rule"]),
+        fingerprint=fingerprint(row.entity, row.rule, int(width.total_seconds())),
+        entity=row.entity,
+        rule=row.rule,
         width_seconds=int(width.total_seconds()),
         first_bucket=bucket,
         last_bucket=bucket,
-        severity=str(row["severity"]),
-        value=float(row["value"]),
-        baseline=float(row["baseline"]),
+        severity=row.severity,
+        value=row.value,
+        baseline=row.baseline,
         quiet_buckets=0,
         last_notified_at=end,
         candidate=row,
@@ -179,20 +178,7 @@ def _fire(row: Mapping[str, Any], bucket: datetime, end: datetime, width: timede
     )
 
 
-def _rarity(row: Mapping[str, Any]) -> float:
-    """How rare a candidate is: its tail probability (1 when unknown, so any real one is rarer)."""
-    value = row.get("tail_probability")
-    try:
-        return float(value) if value is not None else 1.0
-    except (TypeError, ValueError):
-        return 1.0
-
-
 def _next(buckets: list[datetime], at_or_after: datetime) -> datetime | None:
     """The first trigger bucket at or after `at_or_after`: quiet stretches are skipped, not walked."""
     index = bisect.bisect_left(buckets, at_or_after)
     return buckets[index] if index < len(buckets) else None
-
-
-def as_datetime(value: Any) -> datetime:
-    return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pipeline.alerting.candidate import Candidate
 from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, LifecyclePolicy, Transition, advance
 
 WIDTH = 300
@@ -17,8 +18,8 @@ def bucket(k: int) -> datetime:
     return T0 + timedelta(seconds=WIDTH * k)
 
 
-def candidate(k: int, severity: str = "warning", entity: str = "PFE", rule: str = "negative_spike") -> dict[str, Any]:
-    return {"entity": entity, "rule": rule, "bucket_start": bucket(k), "severity": severity, "value": 0.8, "baseline": 0.1}
+def candidate(k: int, severity: str = "warning", entity: str = "PFE", rule: str = "negative_spike") -> Candidate:
+    return Candidate(entity=entity, rule=rule, bucket_start=bucket(k), severity=severity, value=0.8, baseline=0.1)
 
 
 def kinds(transitions: list[Transition]) -> list[tuple[str, int]]:
@@ -57,7 +58,7 @@ def test_an_acknowledged_alert_does_not_repeat() -> None:
 
 def test_hot_buckets_keep_an_alert_firing_until_the_value_is_back_within_its_baseline() -> None:
     """Thin buckets still past the threshold are not quiet: the story goes on, so does the alert."""
-    thin = [dict(candidate(k), triggered=False) for k in (11, 12, 13, 14)]
+    thin = [replace(candidate(k), triggered=False) for k in (11, 12, 13, 14)]
     _, transitions = advance({}, [candidate(10), *thin], WIDTH, bucket(0), bucket(30), POLICY)
     assert kinds(transitions) == [(FIRED, 10), (RESOLVED, 17)]
     _, hot_only = advance({}, thin, WIDTH, bucket(0), bucket(30), POLICY)
@@ -84,7 +85,7 @@ def test_many_small_passes_equal_one_pass() -> None:
     firing: dict[str, Any] = {}
     step_by_step: list[Transition] = []
     for k in range(0, 61):
-        firing, changes = advance(firing, [r for r in rows if r["bucket_start"] == bucket(k)], WIDTH, bucket(k), bucket(k), POLICY)
+        firing, changes = advance(firing, [r for r in rows if r.bucket_start == bucket(k)], WIDTH, bucket(k), bucket(k), POLICY)
         step_by_step.extend(changes)
     assert kinds(step_by_step) == kinds(at_once)
     assert [t.state for t in step_by_step] == [t.state for t in at_once]
