@@ -1,7 +1,7 @@
 """What detection costs on realistic sparse news: a live pass for many entities, and a long backtest.
 
 What it measures
-    history   synthetic news written straight into `timesteps` (5-minute buckets, only the buckets
+    history   synthetic news written straight into `buckets` (5-minute buckets, only the buckets
               that hold news, as the worker stores them): each entity gets a few stories a day,
               Poisson around a log-normal per-entity rate (median 2 a day; a few entities carry
               dozens), more during market hours, a quarter of them adverse, some risk-tagged, a
@@ -12,7 +12,7 @@ What it measures
               set to the bucket before), with the default rules (28-day trailing window + 3-day
               horizon), END TO END: advisory lock, watermark, the reads, detection, lifecycle,
               storing alerts, one commit. Beside it, its parts called directly with the arguments
-              `judging.judge_span` passes: the reads (`timesteps_window`, `history_bands`,
+              `judging.judge_span` passes: the reads (`buckets_window`, `history_bands`,
               `first_bucket`), `rules.detect`, `lifecycle.advance`; and, as baselines for the
               reads, the raw SQL over the same rows: `count(*)` of each range (the scan), and the
               per-hour GROUP BY of the whole history (what reading the trailing window hour by
@@ -72,7 +72,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.models import Article
-from storage.queries import first_bucket, history_bands, timesteps_window
+from storage.queries import buckets_window, first_bucket, history_bands
 from storage.reset import empty_all_tables
 
 WIDTH = 300
@@ -131,7 +131,7 @@ def _bursts(rng: np.random.Generator, entities: int, ends: np.ndarray) -> pd.Dat
 
 
 def _buckets(stories: pd.DataFrame, names: np.ndarray, start: datetime) -> pd.DataFrame:
-    """Stories summed into stored 5-minute buckets, with every timesteps column filled plausibly."""
+    """Stories summed into stored 5-minute buckets, with every buckets column filled plausibly."""
     stories = stories.assign(
         mass=stories["articles"] * stories["p_negative"],
         negative_articles=stories["articles"] * (stories["p_negative"] > 0.5),
@@ -199,7 +199,7 @@ def database(url: str | None) -> Iterator[Engine]:
 
 
 def load(engine: Engine, frame: pd.DataFrame, label: str, chunk_rows: int = 200_000) -> float:
-    """Empty the finsent tables, COPY `frame` into timesteps (with progress), VACUUM ANALYZE; seconds taken.
+    """Empty the finsent tables, COPY `frame` into buckets (with progress), VACUUM ANALYZE; seconds taken.
 
     VACUUM sets the visibility map and hint bits as autovacuum would on a live table, so the timed
     reads are not paying the one-off cost of the first read after a bulk load."""
@@ -211,7 +211,7 @@ def load(engine: Engine, frame: pd.DataFrame, label: str, chunk_rows: int = 200_
         with raw.cursor() as cursor:
             for begin in range(0, len(frame), chunk_rows):
                 part = frame.iloc[begin:begin + chunk_rows]
-                with cursor.copy(f"COPY timesteps ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)") as copy:
+                with cursor.copy(f"COPY buckets ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)") as copy:
                     copy.write(_csv(part))
                 bar.update(len(part))
         raw.commit()
@@ -219,7 +219,7 @@ def load(engine: Engine, frame: pd.DataFrame, label: str, chunk_rows: int = 200_
         bar.close()
         raw.close()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("VACUUM (ANALYZE) timesteps")
+        connection.exec_driver_sql("VACUUM (ANALYZE) buckets")
     return time.perf_counter() - started
 
 
@@ -277,10 +277,10 @@ def median_time(repeats: int, function: Callable[[], T]) -> tuple[T, float]:
 
 HOURLY_SQL = (
     "SELECT entity, date_trunc('hour', bucket_start) AS hour, sum(adverse_count), sum(risk_count), sum(story_count), "
-    "sum(article_count), sum(mean_p_negative * article_count) FROM timesteps "
+    "sum(article_count), sum(mean_p_negative * article_count) FROM buckets "
     "WHERE width_seconds = %(width)s AND bucket_start >= %(start)s AND bucket_start < %(end)s GROUP BY entity, hour"
 )
-RANGE_COUNT_SQL = ("SELECT count(*) FROM timesteps "
+RANGE_COUNT_SQL = ("SELECT count(*) FROM buckets "
                    "WHERE width_seconds = %(width)s AND bucket_start >= %(start)s AND bucket_start < %(end)s")
 
 
@@ -314,13 +314,13 @@ def time_sql(engine: Engine, figures: LiveFigures, repeats: int, newest: datetim
 def time_parts(engine: Engine, figures: LiveFigures, repeats: int, newest: datetime) -> None:
     """The pass's parts, called directly with the arguments judge_span gives them for the one bucket `newest`."""
     with engine.connect() as connection:
-        buckets, figures.seconds["timesteps_window"] = median_time(repeats, lambda: timesteps_window(
+        buckets, figures.seconds["buckets_window"] = median_time(repeats, lambda: buckets_window(
             connection, WIDTH, newest - timedelta(seconds=RULES.lookback_seconds), newest + STEP))
         hourly, figures.seconds["history_bands"] = median_time(repeats, lambda: history_bands(
             connection, WIDTH, history_edges(newest, newest, WIDTH, RULES)))
         data_start, figures.seconds["first_bucket"] = median_time(repeats, lambda: first_bucket(connection, WIDTH))
-    figures.rows["timesteps_window"], figures.rows["history_bands"] = len(buckets), len(hourly)
-    figures.seconds["reads"] = sum(figures.seconds[name] for name in ("timesteps_window", "history_bands", "first_bucket"))
+    figures.rows["buckets_window"], figures.rows["history_bands"] = len(buckets), len(hourly)
+    figures.seconds["reads"] = sum(figures.seconds[name] for name in ("buckets_window", "history_bands", "first_bucket"))
     candidates, figures.seconds["detect"] = median_time(repeats, lambda: detect(
         buckets, hourly, data_start, WIDTH, newest, newest, RULES, MARKET))
     figures.rows["detect"] = len(candidates)
@@ -358,7 +358,7 @@ def live(engine: Engine, entities: int, days: int, repeats: int) -> LiveFigures:
 
 
 LIVE_ROWS = [
-    ("timesteps_window", "  read: timesteps_window (3 days of buckets)"),
+    ("buckets_window", "  read: buckets_window (3 days of buckets)"),
     ("history_bands", "  read: history_bands (31 days, summed between window edges)"),
     ("first_bucket", "  read: first_bucket"),
     ("reads", "  read: all three"),
@@ -378,7 +378,7 @@ def print_live(results: list[LiveFigures], days: int) -> None:
           f"(median of the repeats; target <= 2 s at 10,000 entities)")
     header = "".join(f"{f'{figures.entities:,} entities':>30}" for figures in results)
     print(f"{'':48}{header}")
-    print(f"{'stored buckets (rows in timesteps)':48}" + "".join(f"{f.stored_rows:>30,}" for f in results))
+    print(f"{'stored buckets (rows in buckets)':48}" + "".join(f"{f.stored_rows:>30,}" for f in results))
     print(f"{'loaded with COPY + VACUUM ANALYZE in':48}" + "".join(f"{f'{f.load_s:.1f} s':>30}" for f in results))
     for key, label in LIVE_ROWS:
         cells = []
@@ -403,7 +403,7 @@ def print_live(results: list[LiveFigures], days: int) -> None:
 @contextmanager
 def timed_inside_judging(totals: dict[str, float]) -> Iterator[None]:
     """Wrap the functions `judge_span` calls so their time adds up in `totals` (restored on exit)."""
-    names = {"timesteps_window": "read", "history_bands": "read", "first_bucket": "read", "detect": "detect",
+    names = {"buckets_window": "read", "history_bands": "read", "first_bucket": "read", "detect": "detect",
              "advance": "lifecycle"}
     originals = {name: getattr(judging, name) for name in names}
 

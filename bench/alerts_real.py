@@ -65,8 +65,8 @@ from pipeline.interruption import interrupts_ignored
 from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
 from pipeline.moments import parse_moment
+from pipeline.series import bucket_start
 from pipeline.tabular import clock_text, width_label
-from pipeline.timesteps import bucket_start
 from pipeline.worker import Worker
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine

@@ -10,14 +10,14 @@ What it measures
        read, json.loads each value, a manual commit per poll of up to --batch-size records);
     2. the finsent worker (`pipeline.worker.Worker` in a thread, with the configured model: it
        validates each message, finds entity mentions, scores the articles, writes articles,
-       mentions, scores and timesteps in one transaction per batch, then commits the offsets),
+       mentions, scores and buckets in one transaction per batch, then commits the offsets),
        timed by polling `SELECT count(*) FROM articles`.
     3. the model alone: the worker's own Scorer (same model, threads, precision) scoring the same
        N articles in batches of --batch-size, in this process after the worker stopped: the
        ceiling the worker could reach if Kafka and PostgreSQL cost nothing.
 
     Where the worker's time goes comes from its per-batch log line: scoring_ms (the model),
-    writing_ms (the transaction: articles, mentions, scores, timesteps) and the rest of
+    writing_ms (the transaction: articles, mentions, scores, buckets) and the rest of
     duration_ms (validation, entity matching, the offset commit). From these it also prints the
     rate the worker's Kafka + PostgreSQL path sustains with the scoring time taken out.
 

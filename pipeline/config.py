@@ -325,7 +325,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("model", "model_quantize", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU"),
     SettingSpec("model", "torch_threads", "0", _non_negative_int, "CPU threads for the model; 0 uses every core"),
     # series
-    SettingSpec("series", "bucket_widths", "5m,1h", _bucket_widths, "timestep widths of the per-entity emotion series"),
+    SettingSpec("series", "bucket_widths", "5m,1h", _bucket_widths, "bucket widths of the per-entity emotion series"),
     SettingSpec("series", "emotion_half_life", "1h", parse_duration_seconds, "half-life of the decayed emotion index"),
     SettingSpec("series", "entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
     SettingSpec("series", "market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),

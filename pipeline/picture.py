@@ -10,7 +10,7 @@ before those checks or with them loosened, must not stretch the plot over millen
 
 Without a width the width comes from the window: the finest stored width that draws at most
 TARGET_PLOT_BUCKETS buckets, else a coarser multiple of the widest stored one, summed in SQL
-(storage.queries.timestep_series): six months of 5-minute buckets draw as about 1,500 3-hour ones,
+(storage.queries.filled_series): six months of 5-minute buckets draw as about 1,500 3-hour ones,
 in seconds and bounded memory, where a bar per 5-minute bucket took minutes and gigabytes. An explicit
 width draws exactly that width and is capped at MAX_PLOT_BUCKETS buckets, which a 1200-pixel panel
 cannot show apart anyway.
@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from consumers.schema import TimeWindow
 from pipeline.errors import UserError
 from pipeline.tabular import width_label
-from storage.queries import EPOCH, alerts_frame, entity_activity, first_bucket, timestep_series
+from storage.queries import EPOCH, alerts_frame, entity_activity, filled_series, first_bucket
 
 DEFAULT_TOP = 6
 MAX_PLOT_BUCKETS = 20_000
@@ -124,12 +124,12 @@ def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
     stored = resolution.stored_width_seconds
     activity = entity_activity(engine, stored, start, end)
     if activity.empty:
-        raise UserError(f"no {width_label(stored)} timesteps between {_minute(start)} and "
+        raise UserError(f"no {width_label(stored)} buckets between {_minute(start)} and "
                         f"{_minute(end)}{_stored_span(engine, stored, *_news_span(request.news_times))}")
     alerts = alerts_frame(engine, since=start)
     alerts = alerts[alerts["bucket_start"] < pd.Timestamp(end)]
     entities = _chosen_entities(request, activity, alerts)
-    panels = [EntityPanel(entity, timestep_series(engine, entity, resolution.width_seconds, start, end,
+    panels = [EntityPanel(entity, filled_series(engine, entity, resolution.width_seconds, start, end,
                                                   stored_width_seconds=stored)) for entity in entities]
     alerts = alerts[alerts["entity"].isin(entities)]
     try:
@@ -198,7 +198,7 @@ def _meeting_buckets(start: datetime, end: datetime, width_seconds: int) -> int:
 
 def _grid_buckets(start: datetime, end: datetime, width_seconds: int) -> int:
     """How many epoch-aligned buckets of the width start in [start, end): the grid a panel draws
-    (storage.queries.timestep_series)."""
+    (storage.queries.filled_series)."""
     width = timedelta(seconds=width_seconds)
     first = EPOCH + -((EPOCH - start) // width) * width
     return max(0, math.ceil((end - first).total_seconds() / width_seconds))
@@ -230,18 +230,18 @@ def _window(engine: Engine, request: PlotRequest, width_seconds: int) -> tuple[d
     stored = entity_activity(engine, width_seconds, low, high)
     everything = entity_activity(engine, width_seconds)
     if everything.empty:
-        raise UserError(f"no {width_label(width_seconds)} timesteps in the database: run `finsent worker` "
+        raise UserError(f"no {width_label(width_seconds)} buckets in the database: run `finsent worker` "
                         "(or `finsent demo`) to score some news first")
     if stored.empty:
         first = everything["first_bucket_start"].min().to_pydatetime()
         last = _bucket_end(everything["last_bucket_start"].max().to_pydatetime(), width_seconds)
-        raise UserError(f"no {width_label(width_seconds)} timesteps between {_minute(low)} and {_minute(high)}, "
+        raise UserError(f"no {width_label(width_seconds)} buckets between {_minute(low)} and {_minute(high)}, "
                         f"when news can be dated: the stored ones span {_minute(first)} to {_minute(last)}; "
                         "plot them with --from and --to")
     start = request.start or stored["first_bucket_start"].min().to_pydatetime()
     end = request.end or stored["last_bucket_start"].max().to_pydatetime() + timedelta(seconds=width_seconds)
     if end <= start:
-        raise UserError(f"no {width_label(width_seconds)} timesteps between {_minute(start)} and "
+        raise UserError(f"no {width_label(width_seconds)} buckets between {_minute(start)} and "
                         f"{_minute(end)}{_stored_span(engine, width_seconds, low, high)}")
     return start, end, _left_out(stored, everything, low, high, width_seconds)
 
@@ -281,7 +281,7 @@ def _chosen_entities(request: PlotRequest, activity: pd.DataFrame, alerts: pd.Da
     if request.entities:
         missing = [entity for entity in request.entities if entity not in active]
         if missing:
-            raise UserError(f"no timesteps for {', '.join(missing)} in the window; entities with data there: "
+            raise UserError(f"no buckets for {', '.join(missing)} in the window; entities with data there: "
                             f"{', '.join(active[:12])}{' ...' if len(active) > 12 else ''}")
         return list(request.entities)
     candidates = [entity for entity in active if entity != request.market_entity]

@@ -1,6 +1,6 @@
 """The `finsent plot` picture: one panel per entity with its sentiment curves and alerts, as a PNG.
 
-Rendering only: the caller reads the DataFrames (storage.queries.timestep_series, alerts_frame)
+Rendering only: the caller reads the DataFrames (storage.queries.filled_series, alerts_frame)
 and hands them in. Matplotlib's object API with the Agg canvas, no pyplot: no global figure state,
 no display needed, safe inside the demo's threads.
 
@@ -48,7 +48,7 @@ MISSING_EXTRA = "finsent plot needs the plot extra: pip install 'finsent[plot]'"
 
 @dataclass(frozen=True)
 class EntityPanel:
-    """One entity's regular bucket grid (the columns of storage.queries.timestep_series)."""
+    """One entity's regular bucket grid (the columns of storage.queries.filled_series)."""
 
     entity: str
     series: pd.DataFrame

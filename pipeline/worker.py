@@ -1,5 +1,5 @@
 """Worker glue: Kafka batch -> entities -> model scores -> ONE PostgreSQL transaction (articles,
-mentions, scores, timesteps) -> offset commit."""
+mentions, scores, buckets) -> offset commit."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from pipeline.entities import EntityMatcher, load_entities
 from pipeline.kafka_settings import kafka_options
 from pipeline.scoring.risk_events import RiskTagger, RiskTags
 from pipeline.scoring.scorer import ArticleScore, Scorer
+from pipeline.series import SeriesConfig, update_series
 from pipeline.stories import story_key
-from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.migrate import ensure_schema
 from storage.writes import (
     ArticleRecord,
@@ -56,27 +56,27 @@ class SinkStats:
     scored: int = 0
     scoring_s: float = 0.0
     writing_s: float = 0.0
-    timesteps: int = 0
+    buckets: int = 0
 
     def plus(self, other: SinkStats) -> SinkStats:
         return SinkStats(self.scored + other.scored, self.scoring_s + other.scoring_s,
-                         self.writing_s + other.writing_s, self.timesteps + other.timesteps)
+                         self.writing_s + other.writing_s, self.buckets + other.buckets)
 
 
 class ArticleSink:
     """Scores a validated batch (sentiment and risk-event tags), then writes articles, mentions,
-    scores and timesteps in ONE transaction; raises SinkUnavailable when the database is down.
+    scores and buckets in ONE transaction; raises SinkUnavailable when the database is down.
 
     Scoring happens before the transaction opens (no locks held during inference); articles that
     already have a score from this model (a replay, a batch retried after a crash) are not scored
     again.
     """
 
-    def __init__(self, engine: Engine, matcher: EntityMatcher, scorer: Scorer, timesteps: TimestepConfig) -> None:
+    def __init__(self, engine: Engine, matcher: EntityMatcher, scorer: Scorer, buckets: SeriesConfig) -> None:
         self._engine = engine
         self._matcher = matcher
         self._scorer = scorer
-        self._timesteps = timesteps
+        self._buckets = buckets
         self._risk = RiskTagger()
         self.stats = SinkStats()
         """The last call's figures."""
@@ -104,8 +104,8 @@ class ArticleSink:
                     _score_record(record.id, score, version, risk)
                     for record, score, risk in zip(to_score, scores, risks, strict=True)
                 ])
-                timestep_rows = update_timesteps(connection, _times_per_entity(touched), version, self._timesteps)
-            self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, timestep_rows)
+                bucket_rows = update_series(connection, _times_per_entity(touched), version, self._buckets)
+            self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, bucket_rows)
             self._since_taken = self._since_taken.plus(self.stats)
         except _INFRASTRUCTURE_ERRORS as error:
             raise SinkUnavailable(f"database unavailable: {_first_line(error)}") from error
@@ -161,7 +161,7 @@ class Worker:
         if self._metrics is not None:
             self._metrics.model_loaded(scorer.version, str(scorer.device))
         self.sink = ArticleSink(
-            self._database.engine, matcher, scorer, TimestepConfig(settings.bucket_widths, settings.emotion_half_life)
+            self._database.engine, matcher, scorer, SeriesConfig(settings.bucket_widths, settings.emotion_half_life)
         )
         self._producer = create_producer(options, max_request_size=producer_max_request_size(settings.dead_letter_max_bytes))
         consumer = create_consumer(options, settings.consumer_group, max_poll_records=settings.batch_size)
@@ -208,7 +208,7 @@ class Worker:
                     "scoring_ms": round(stats.scoring_s * 1000, 1),
                     "writing_ms": round(stats.writing_s * 1000, 1),
                     "scored_per_s": round(stats.scored / stats.scoring_s, 1) if stats.scored and stats.scoring_s > 0 else 0,
-                    "timesteps": stats.timesteps,
+                    "buckets": stats.buckets,
                     "lag": report.lag if report.lag is not None else "unknown",
                 }
             },

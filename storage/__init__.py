@@ -7,7 +7,7 @@ The public face, for analysts and scripts (pandas DataFrames out):
 
     import storage
     with storage.connect() as database:              # FINSENT_DATABASE_URL's value, or the embedded server
-        frame = storage.timesteps_for_entity(database.engine, "PFE", 300, start, end)
+        frame = storage.stored_buckets(database.engine, "PFE", 300, start, end)
 
 Names are loaded on first use, so importing one submodule does not import pandas.
 """
@@ -24,8 +24,8 @@ _PUBLIC = {
     "articles_for_entity": "storage.queries",
     "entity_summary": "storage.queries",
     "entity_activity": "storage.queries",
-    "timesteps_for_entity": "storage.queries",
-    "timestep_series": "storage.queries",
+    "stored_buckets": "storage.queries",
+    "filled_series": "storage.queries",
     "alerts_frame": "storage.queries",
     "data_clock": "storage.queries",
 }

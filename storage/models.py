@@ -88,11 +88,11 @@ class ArticleScore(Base):
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Timestep(Base):
-    """Per-entity, per-width bucket of the emotion series (event time); definitions in pipeline/timesteps.py."""
+class Bucket(Base):
+    """Per-entity, per-width bucket of the emotion series (event time); definitions in pipeline/series.py."""
 
-    __tablename__ = "timesteps"
-    __table_args__ = (Index("ix_timesteps_width_seconds_bucket_start", "width_seconds", "bucket_start"),)
+    __tablename__ = "buckets"
+    __table_args__ = (Index("ix_buckets_width_seconds_bucket_start", "width_seconds", "bucket_start"),)
     """Detection reads every entity's recent buckets of one width: a range scan, not a table scan."""
 
     entity: Mapped[str] = mapped_column(Text, primary_key=True)

@@ -12,13 +12,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
 from sqlalchemy.sql import ColumnExpressionArgument
 from sqlalchemy.sql.selectable import LateralFromClause
 
-from storage.models import Alert, Article, ArticleEntity, ArticleScore, Timestep
+from storage.models import Alert, Article, ArticleEntity, ArticleScore, Bucket
 
 ARTICLE_COLUMNS = [
     "id", "published_at", "headline", "source", "url", "matched_by",
     "model_version", "p_negative", "p_neutral", "p_positive", "sentiment", "label", "risk_score", "risk_tags",
 ]
-TIMESTEP_COLUMNS = [
+BUCKET_COLUMNS = [
     "bucket_start", "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive",
     "negative_share", "mean_sentiment", "emotion_index", "model_version",
 ]
@@ -82,7 +82,7 @@ def entity_summary(engine: Engine, start: datetime, end: datetime) -> pd.DataFra
     """Per entity with articles published in [start, end): how many, their mean sentiment and the
     share whose top label is negative (over each article's newest score; unscored articles count
     only as articles), the newest one's event time, and how many of the entity's alerts fire now.
-    Most articles first. Read from the articles rather than the timesteps so that the window need
+    Most articles first. Read from the articles rather than the buckets so that the window need
     not fall on bucket boundaries."""
     score = _newest_score(ArticleEntity.article_id)
     negative = case((score.c.label == "negative", 1.0), (score.c.label.is_not(None), 0.0))
@@ -121,33 +121,33 @@ def entity_last_published(engine: Engine, entity: str) -> datetime | None:
         return connection.execute(select(func.max(ArticleEntity.published_at)).where(ArticleEntity.entity == entity)).scalar()
 
 
-def timesteps_for_entity(
+def stored_buckets(
     engine: Engine, entity: str, width_seconds: int, start: datetime, end: datetime
 ) -> pd.DataFrame:
     """Stored buckets of one entity and width with bucket_start in [start, end), oldest first."""
     statement = (
         select(
-            Timestep.bucket_start, Timestep.article_count, Timestep.mean_p_negative, Timestep.mean_p_neutral,
-            Timestep.mean_p_positive, Timestep.negative_share, Timestep.mean_sentiment, Timestep.emotion_index,
-            Timestep.model_version,
+            Bucket.bucket_start, Bucket.article_count, Bucket.mean_p_negative, Bucket.mean_p_neutral,
+            Bucket.mean_p_positive, Bucket.negative_share, Bucket.mean_sentiment, Bucket.emotion_index,
+            Bucket.model_version,
         )
         .where(
             and_(
-                Timestep.entity == entity,
-                Timestep.width_seconds == width_seconds,
-                Timestep.bucket_start >= start,
-                Timestep.bucket_start < end,
+                Bucket.entity == entity,
+                Bucket.width_seconds == width_seconds,
+                Bucket.bucket_start >= start,
+                Bucket.bucket_start < end,
             )
         )
-        .order_by(Timestep.bucket_start)
+        .order_by(Bucket.bucket_start)
     )
     with engine.connect() as connection:
-        frame = pd.DataFrame(connection.execute(statement).all(), columns=TIMESTEP_COLUMNS)
+        frame = pd.DataFrame(connection.execute(statement).all(), columns=BUCKET_COLUMNS)
     frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
     return frame
 
 
-def timestep_series(
+def filled_series(
     engine: Engine,
     entity: str,
     width_seconds: int,
@@ -178,20 +178,20 @@ def timestep_series(
     grid = pd.DatetimeIndex([first + k * width for k in range(buckets)], name="bucket_start").as_unit("us")
     if stored_width == width_seconds:
         stored = (
-            _timestep_statement(entity, width_seconds, model_version)
-            .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
-            .order_by(Timestep.bucket_start)
+            _bucket_statement(entity, width_seconds, model_version)
+            .where(Bucket.bucket_start >= first, Bucket.bucket_start < end)
+            .order_by(Bucket.bucket_start)
         )
     else:
         stored = _binned_statement(entity, stored_width, width_seconds, first, end, model_version)
     before = (
-        _timestep_statement(entity, stored_width, model_version)
-        .where(Timestep.bucket_start < first)
-        .order_by(Timestep.bucket_start.desc())
+        _bucket_statement(entity, stored_width, model_version)
+        .where(Bucket.bucket_start < first)
+        .order_by(Bucket.bucket_start.desc())
         .limit(1)
     )
     with engine.connect() as connection:
-        frame = pd.DataFrame(connection.execute(stored).all(), columns=TIMESTEP_COLUMNS)
+        frame = pd.DataFrame(connection.execute(stored).all(), columns=BUCKET_COLUMNS)
         seed = connection.execute(before).first()
     frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True).dt.as_unit("us")
     frame = frame.set_index("bucket_start").reindex(grid)
@@ -202,7 +202,7 @@ def timestep_series(
         if seed is not None:
             carried = carried.fillna(getattr(seed, column))
         frame[column] = carried
-    return frame.reset_index()[TIMESTEP_COLUMNS]
+    return frame.reset_index()[BUCKET_COLUMNS]
 
 
 def _binned_statement(
@@ -213,9 +213,9 @@ def _binned_statement(
     bucket of the wider width would hold), and emotion_index and model_version are the bin's last
     stored bucket's (the decayed index at the bin's end)."""
     rows = (
-        _timestep_statement(entity, stored_width, model_version)
-        .add_columns(func.date_bin(timedelta(seconds=width_seconds), Timestep.bucket_start, EPOCH).label("bin"))
-        .where(Timestep.bucket_start >= first, Timestep.bucket_start < end)
+        _bucket_statement(entity, stored_width, model_version)
+        .add_columns(func.date_bin(timedelta(seconds=width_seconds), Bucket.bucket_start, EPOCH).label("bin"))
+        .where(Bucket.bucket_start >= first, Bucket.bucket_start < end)
         .subquery()
     )
     articles = func.sum(rows.c.article_count)
@@ -229,16 +229,16 @@ def _binned_statement(
     columns = {"bucket_start": rows.c.bin, "article_count": articles, "emotion_index": last("emotion_index"),
                "model_version": last("model_version")}
     columns |= {name: weighted(name) for name in _MEASURES if name != "emotion_index"}
-    return select(*(columns[name].label(name) for name in TIMESTEP_COLUMNS)).group_by(rows.c.bin).order_by(rows.c.bin)
+    return select(*(columns[name].label(name) for name in BUCKET_COLUMNS)).group_by(rows.c.bin).order_by(rows.c.bin)
 
 
-def _timestep_statement(entity: str, width_seconds: int, model_version: str | None) -> Select[Any]:
+def _bucket_statement(entity: str, width_seconds: int, model_version: str | None) -> Select[Any]:
     statement = (
-        select(*(Timestep.__table__.c[name] for name in TIMESTEP_COLUMNS))
-        .where(Timestep.entity == entity, Timestep.width_seconds == width_seconds)
+        select(*(Bucket.__table__.c[name] for name in BUCKET_COLUMNS))
+        .where(Bucket.entity == entity, Bucket.width_seconds == width_seconds)
     )
     if model_version is not None:
-        statement = statement.where(Timestep.model_version == model_version)
+        statement = statement.where(Bucket.model_version == model_version)
     return statement
 
 
@@ -251,17 +251,17 @@ def entity_activity(
     """Per entity, its stored buckets of one width starting in [start, end) (a None bound is open):
     how many, their articles, the first and last bucket_start; most articles first. A plot picks its
     entities and its default window (the whole stored span) from this."""
-    articles = func.sum(Timestep.article_count)
+    articles = func.sum(Bucket.article_count)
     statement = (
-        select(Timestep.entity, func.count(), articles, func.min(Timestep.bucket_start), func.max(Timestep.bucket_start))
-        .where(Timestep.width_seconds == width_seconds)
-        .group_by(Timestep.entity)
-        .order_by(articles.desc(), Timestep.entity)
+        select(Bucket.entity, func.count(), articles, func.min(Bucket.bucket_start), func.max(Bucket.bucket_start))
+        .where(Bucket.width_seconds == width_seconds)
+        .group_by(Bucket.entity)
+        .order_by(articles.desc(), Bucket.entity)
     )
     if start is not None:
-        statement = statement.where(Timestep.bucket_start >= start)
+        statement = statement.where(Bucket.bucket_start >= start)
     if end is not None:
-        statement = statement.where(Timestep.bucket_start < end)
+        statement = statement.where(Bucket.bucket_start < end)
     with engine.connect() as connection:
         frame = pd.DataFrame(connection.execute(statement).all(), columns=ACTIVITY_COLUMNS)
     frame[["buckets", "article_count"]] = frame[["buckets", "article_count"]].astype("int64")
@@ -276,16 +276,16 @@ BAND_DETECTION_COLUMNS = ["entity", "band", "adverse_count", "risk_count", "stor
                           "p_negative_mass"]
 
 
-def timesteps_window(
+def buckets_window(
     connection: Connection, width_seconds: int, start: datetime, end: datetime, entities: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Stored buckets of every entity (or of `entities`) of one width starting in [start, end):
     the horizons detection counts over."""
-    statement = select(*(Timestep.__table__.c[name] for name in DETECTION_COLUMNS)).where(
-        Timestep.width_seconds == width_seconds, Timestep.bucket_start >= start, Timestep.bucket_start < end
+    statement = select(*(Bucket.__table__.c[name] for name in DETECTION_COLUMNS)).where(
+        Bucket.width_seconds == width_seconds, Bucket.bucket_start >= start, Bucket.bucket_start < end
     )
     if entities is not None:
-        statement = statement.where(Timestep.entity.in_(list(entities)))
+        statement = statement.where(Bucket.entity.in_(list(entities)))
     frame = _frame(connection.execute(statement).all(), DETECTION_COLUMNS)
     frame["bucket_start"] = pd.to_datetime(frame["bucket_start"], utc=True)
     return frame
@@ -298,14 +298,14 @@ def history_bands(connection: Connection, width_seconds: int, edges: Sequence[da
     if len(edges) < 2:
         return pd.DataFrame(columns=BAND_DETECTION_COLUMNS)
     thresholds = bindparam("edges", list(edges), type_=ARRAY(DateTime(timezone=True)))
-    band = func.width_bucket(Timestep.bucket_start, thresholds).label("band")
+    band = func.width_bucket(Bucket.bucket_start, thresholds).label("band")
     statement = (
-        select(Timestep.entity, band, func.sum(Timestep.adverse_count), func.sum(Timestep.risk_count),
-               func.sum(Timestep.story_count), func.sum(Timestep.article_count),
-               func.sum(Timestep.mean_p_negative * Timestep.article_count))
-        .where(Timestep.width_seconds == width_seconds, Timestep.bucket_start >= edges[0],
-               Timestep.bucket_start < edges[-1])
-        .group_by(Timestep.entity, band)
+        select(Bucket.entity, band, func.sum(Bucket.adverse_count), func.sum(Bucket.risk_count),
+               func.sum(Bucket.story_count), func.sum(Bucket.article_count),
+               func.sum(Bucket.mean_p_negative * Bucket.article_count))
+        .where(Bucket.width_seconds == width_seconds, Bucket.bucket_start >= edges[0],
+               Bucket.bucket_start < edges[-1])
+        .group_by(Bucket.entity, band)
     )
     return _frame(connection.execute(statement).all(), BAND_DETECTION_COLUMNS)
 
@@ -319,7 +319,7 @@ def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
 
 def first_bucket(connection: Connection, width_seconds: int) -> datetime | None:
     """Where stored history of a width begins (detection counts no exposure before it)."""
-    return connection.execute(select(func.min(Timestep.bucket_start)).where(Timestep.width_seconds == width_seconds)).scalar()
+    return connection.execute(select(func.min(Bucket.bucket_start)).where(Bucket.width_seconds == width_seconds)).scalar()
 
 
 ENTITY_DAY_COLUMNS = ["entity", "day", "first_published_at", "last_published_at"]

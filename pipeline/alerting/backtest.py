@@ -23,7 +23,7 @@ from pipeline.alerting.evidence import build_evidence, moment_evidence
 from pipeline.alerting.judging import Progress, judge_span
 from pipeline.alerting.lifecycle import ESCALATED, FIRED, REPEATED, RESOLVED, AlertState, LifecyclePolicy, Transition
 from pipeline.alerting.rules import DetectionRules
-from pipeline.timesteps import bucket_start
+from pipeline.series import bucket_start
 from storage.locks import lock_detection_passes
 from storage.queries import top_negative_articles
 

@@ -33,7 +33,7 @@ from pipeline.alerting.evidence import build_evidence
 from pipeline.alerting.judging import judge_span
 from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy
 from pipeline.alerting.rules import DetectionRules
-from pipeline.timesteps import bucket_start
+from pipeline.series import bucket_start
 from storage.alerts import active_silence_globs, evaluated_through, set_evaluated_through
 from storage.locks import lock_detection_passes
 from storage.queries import first_bucket, ingest_watermark, top_negative_articles

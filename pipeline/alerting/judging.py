@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from pipeline.alerting.candidate import candidates_from
 from pipeline.alerting.lifecycle import AlertState, LifecyclePolicy, Transition, advance
 from pipeline.alerting.rules import DetectionRules, detect, history_edges
-from storage.queries import first_bucket, history_bands, timesteps_window
+from storage.queries import buckets_window, first_bucket, history_bands
 
 SLICE_BUCKETS = 2016
 """Buckets judged per slice: a week of 5-minute buckets."""
@@ -58,7 +58,7 @@ def judge_span(
     slice_start = judge_from
     while slice_start <= judge_through:
         slice_end = min(judge_through, slice_start + (SLICE_BUCKETS - 1) * step)
-        buckets = timesteps_window(connection, width_seconds, slice_start - timedelta(seconds=rules.lookback_seconds),
+        buckets = buckets_window(connection, width_seconds, slice_start - timedelta(seconds=rules.lookback_seconds),
                                    slice_end + step, entities)
         bands = history_bands(connection, width_seconds, history_edges(slice_start, slice_end, width_seconds, rules))
         candidates = detect(buckets, bands, data_start, width_seconds, slice_start, slice_end, rules, market_entity)

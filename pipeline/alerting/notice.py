@@ -15,7 +15,7 @@ JSON payload (`AlertNotice.payload()`, schema version 1; keys are sorted in `to_
 | idempotency_key | string | dedup_key / event label: the same for every re-send of this event |
 | event | string | fired, escalated, repeated or resolved |
 | entity, rule | string | who and which detection rule |
-| width_seconds | int | width of the timesteps judged |
+| width_seconds | int | width of the buckets judged |
 | bucket_start | ISO 8601 | start of the bucket this event was judged on |
 | first_bucket_start | ISO 8601 | start of the bucket the alert first fired on |
 | severity | string | warning, major or critical, at this event |

@@ -5,8 +5,8 @@ big stories hit companies with no history and build over hours. So detection jud
 rolling horizons, not single buckets:
 
 - Evidence: for each judged bucket end t and horizon H (default 1h, 6h, 1d, 3d), the entity's
-  adverse stories in (t - H, t]: `timesteps.adverse_count` summed over the buckets (negative or
-  risk-tagged articles, a syndicated copy counting 0 and a feed dump 1; pipeline/timesteps.py),
+  adverse stories in (t - H, t]: `buckets.adverse_count` summed over the buckets (negative or
+  risk-tagged articles, a syndicated copy counting 0 and a feed dump 1; pipeline/series.py),
   and among them its risk-event stories (`risk_count`: a lexicon match that names the event).
   Both series are judged the same way; the rarer is the evidence (see SERIES).
 - Expected rate, from the entity's own trailing window in event time, [h - Hmax - trailing,

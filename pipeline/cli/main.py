@@ -31,7 +31,7 @@ _USER_ERRORS = (UserError, BrokerUnavailable, ReplayFileError, SchemaOutdated, E
 
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("run", ("worker", "scheduler", "demo", "produce")),
-    ("query", ("scores", "entities", "articles", "alerts", "plot")),
+    ("query", ("series", "entities", "articles", "alerts", "plot")),
     ("operate", ("ack", "silence", "backtest", "db", "topics", "config")),
     ("model", ("train", "eval")),
 )
@@ -43,7 +43,7 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...] | None] = {
     "scheduler": ("kafka", "intake", "database", "series", "detection", "delivery", "channels"),
     "demo": None, "config": None,
     "produce": ("kafka", "intake"), "topics": ("kafka", "channels"),
-    "scores": _QUERY, "entities": _QUERY, "articles": _QUERY, "alerts": _QUERY, "plot": _QUERY,
+    "series": _QUERY, "entities": _QUERY, "articles": _QUERY, "alerts": _QUERY, "plot": _QUERY,
     "ack": ("database",), "silence": ("database", "series", "delivery"), "db": ("database",),
     "backtest": (*_QUERY, "detection"),
     "train": ("model",), "eval": ("model",),
@@ -108,7 +108,8 @@ def _sections(command: str) -> tuple[str, ...] | None:
 
 
 def grouped_commands(parsers: Mapping[str, argparse.ArgumentParser]) -> str:
-    """The commands by group, each with its one-line description, for `finsent --help`."""
+    """The commands by group, each with its one-line description, for `finsent --help` (aliases left out)."""
+    parsers = {name: parser for name, parser in parsers.items() if parser.prog.rsplit(" ", 1)[-1] == name}
     grouped = [name for _, names in COMMAND_GROUPS for name in names]
     if sorted(grouped) != sorted(parsers) or set(COMMAND_SECTIONS) != set(parsers):
         raise AssertionError(f"COMMAND_GROUPS and COMMAND_SECTIONS must name every command once: {sorted(parsers)}")

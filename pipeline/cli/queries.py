@@ -1,4 +1,4 @@
-"""`finsent scores`, `entities` and `articles`: the stored series, entities and articles as a table,
+"""`finsent series`, `entities` and `articles`: the stored series, entities and articles as a table,
 JSON or CSV on stdout, with the window used on stderr. Every value is checked before the database is
 opened (windows: pipeline.cli.window)."""
 
@@ -24,12 +24,14 @@ _SCORE_MEASURES = ["mean_p_negative", "mean_p_neutral", "mean_p_positive", "nega
 
 
 def add_query_commands(commands: Any) -> None:
-    scores = commands.add_parser("scores", description="per-bucket sentiment series of one entity, empty buckets included")
-    scores.add_argument("--entity", required=True, help="ticker or entity, e.g. AAPL (`finsent entities` lists them)")
-    scores.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: the smallest)")
-    add_window_arguments(scores, "6h")
-    scores.add_argument("--format", choices=FORMATS, default="table")
-    scores.set_defaults(handler=show_scores)
+    # `scores` was its name before the vocabulary settled on series and buckets; it stays an alias.
+    series = commands.add_parser("series", aliases=["scores"],
+                                 description="per-bucket sentiment series of one entity, empty buckets included")
+    series.add_argument("--entity", required=True, help="ticker or entity, e.g. AAPL (`finsent entities` lists them)")
+    series.add_argument("--width", help="bucket width, one of FINSENT_BUCKET_WIDTHS (default: the smallest)")
+    add_window_arguments(series, "6h")
+    series.add_argument("--format", choices=FORMATS, default="table")
+    series.set_defaults(handler=show_series, command="series")
 
     entities = commands.add_parser("entities", description="most active or most negative entities in a window")
     add_window_arguments(entities, "24h")
@@ -47,20 +49,20 @@ def add_query_commands(commands: Any) -> None:
     articles.set_defaults(handler=show_articles)
 
 
-def show_scores(settings: Settings, arguments: argparse.Namespace) -> int:
-    from storage.queries import TIMESTEP_COLUMNS, timestep_series
+def show_series(settings: Settings, arguments: argparse.Namespace) -> int:
+    from storage.queries import BUCKET_COLUMNS, filled_series
 
     width = settings.bucket_widths[0] if arguments.width is None else stored_width(arguments.width, settings.bucket_widths)
     request = window_request(arguments)
     with opened_database(settings) as engine:
         entity = _known_entity(engine, arguments.entity, settings)
         window = resolve_window(engine, request, settings.time_window.earliest)
-        frame = timestep_series(engine, entity, width, *window.bounds())
+        frame = filled_series(engine, entity, width, *window.bounds())
     with_articles = int((frame["article_count"] > 0).sum())
     print(f"{entity}: {len(frame)} buckets of {width_label(width)} ({with_articles} with articles), "
           f"{window.describe()}", file=sys.stderr)
     if arguments.format == "table":
-        frame = frame[[c for c in TIMESTEP_COLUMNS if c != "model_version"]].round({c: 3 for c in _SCORE_MEASURES})
+        frame = frame[[c for c in BUCKET_COLUMNS if c != "model_version"]].round({c: 3 for c in _SCORE_MEASURES})
     emit_frame(frame, arguments.format, empty="no buckets in the window")
     return 0
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
-from pipeline.timesteps import bucket_start
+from pipeline.series import bucket_start
 from storage.models import Alert, AlertEvent
 from tests.conftest import Topics
 from tests.integration.test_ingestion import RunningWorker

@@ -52,7 +52,7 @@ def test_bad_setting(variable: str, value: str) -> None:
 
 def test_a_bad_setting_a_command_does_not_use_does_not_stop_it() -> None:
     """`scores` checks the database, intake and series settings only: its own mistake is the one reported."""
-    result = run_finsent("scores", "--entity", "PFE", "--since", "6x", environment={"FINSENT_ALERT_SMTP_PORT": "many"})
+    result = run_finsent("series", "--entity", "PFE", "--since", "6x", environment={"FINSENT_ALERT_SMTP_PORT": "many"})
     assert_one_clear_line(result, "--since '6x' is not a duration")
     assert_one_clear_line(run_finsent("scheduler", "--once", environment={"FINSENT_ALERT_SMTP_PORT": "many"}),
                           "FINSENT_ALERT_SMTP_PORT", "'many'")

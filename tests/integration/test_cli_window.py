@@ -26,7 +26,7 @@ TO_MOMENT = datetime(2026, 3, 2, tzinfo=timezone.utc)
 FROM_TO_MOMENTS = (datetime(2026, 3, 1, 9, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc))
 
 WINDOWED = {
-    "scores": ["scores", "--entity", "pfe"],
+    "series": ["series", "--entity", "pfe"],
     "entities": ["entities"],
     "articles": ["articles", "--entity", "pfe"],
     "alerts": ["alerts", "--entity", "pfe"],
@@ -99,7 +99,7 @@ def test_entity_names_keep_the_market_entity_as_configured() -> None:
 
 def test_only_the_query_commands_have_a_default_since() -> None:
     defaults = {command: parsed(words).default_since for command, words in WINDOWED.items()}
-    assert defaults == {"scores": "6h", "entities": "24h", "articles": "1h", "alerts": None, "plot": None}
+    assert defaults == {"series": "6h", "entities": "24h", "articles": "1h", "alerts": None, "plot": None}
 
 
 # --- resolution ------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_a_since_longer_than_the_news_starts_at_the_earliest_news(clock_reads: l
 def test_on_a_live_stream_the_window_ends_now(monkeypatch: pytest.MonkeyPatch) -> None:
     now = datetime.now(timezone.utc)
     monkeypatch.setattr(storage.queries, "data_clock", lambda _connection: (now, True))
-    window = resolved(["scores", "--entity", "PFE", "--since", "1h"])
+    window = resolved(["series", "--entity", "PFE", "--since", "1h"])
     assert (window.start, window.end, window.anchor) == (now - timedelta(hours=1), now, "up to now")
 
 
@@ -205,7 +205,7 @@ def test_help_lists_every_command_in_its_group(capsys: pytest.CaptureFixture[str
         assert f"\n{group}\n" in shown
     query = shown.split("\nquery:\n")[1].split("\n\n")[0]
     assert [line.split()[0] for line in query.splitlines() if not line.startswith("   ")] == [
-        "scores", "entities", "articles", "alerts", "plot"]
+        "series", "entities", "articles", "alerts", "plot"]
 
 
 # --- through a real database -----------------------------------------------------------------
@@ -226,9 +226,9 @@ def test_every_command_resolves_the_same_window_on_a_database(engine: Engine, da
     monkeypatch.setenv("FINSENT_DATABASE_URL", database_url)
     monkeypatch.delenv("FINSENT_BUCKET_WIDTHS", raising=False)
     described = set()
-    for words in (WINDOWED["scores"], WINDOWED["articles"]):
+    for words in (WINDOWED["series"], WINDOWED["articles"]):
         assert main([*words, "--since", "6h", "--format", "csv"]) == 0
         err = capsys.readouterr().err
         assert err.startswith("PFE: "), err
         described.add(err.split(", ", 1)[1].strip())
-    assert described == {windows["scores"].describe()}
+    assert described == {windows["series"].describe()}

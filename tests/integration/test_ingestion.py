@@ -62,9 +62,9 @@ def table_snapshot(engine: Engine) -> dict[str, list[tuple]]:
                 "SELECT id, published_at, headline, body, source, url, lang, ingested_at FROM articles ORDER BY id")).all(),
             "article_entities": connection.execute(sa.text("SELECT * FROM article_entities ORDER BY article_id, entity")).all(),
             "article_scores": connection.execute(sa.text("SELECT * FROM article_scores ORDER BY article_id, model_version")).all(),
-            "timesteps": connection.execute(sa.text(
+            "buckets": connection.execute(sa.text(
                 "SELECT entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative, mean_p_neutral, "
-                "mean_p_positive, negative_share, mean_sentiment, emotion_index FROM timesteps "
+                "mean_p_positive, negative_share, mean_sentiment, emotion_index FROM buckets "
                 "ORDER BY entity, width_seconds, bucket_start")).all(),
         }
 
@@ -123,7 +123,7 @@ def test_replaying_the_whole_topic_changes_nothing(
     wait_until(lambda: count_articles(engine) == 800, timeout_s=120, what="first pass")
     first.stop()
     before = table_snapshot(engine)
-    assert before["article_scores"] and before["timesteps"], "the first pass must have scored and bucketed"
+    assert before["article_scores"] and before["buckets"], "the first pass must have scored and bucketed"
 
     replay_settings = settings.replace(consumer_group=topics.group + "-replay")
     second = RunningWorker(replay_settings)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
-from pipeline.timesteps import bucket_start
+from pipeline.series import bucket_start
 from storage.models import Alert, AlertEvent
 from tests.conftest import TEST_PARTITIONS, Topics
 from tests.integration.test_cli_errors import assert_one_clear_line, run_finsent
@@ -171,7 +171,7 @@ def test_worker_process_exposes_counts_that_match_what_was_produced(
     assert sum(int(line["scored"]) for line in lines) == VALID
     assert sum(int(line["dead_lettered"]) for line in lines) == 1
     for line in lines:
-        assert {"stored", "retries", "committed", "duration_ms", "scoring_ms", "writing_ms", "scored_per_s", "timesteps"} <= set(line)
+        assert {"stored", "retries", "committed", "duration_ms", "scoring_ms", "writing_ms", "scored_per_s", "buckets"} <= set(line)
         assert line["lag"].isdigit(), line
 
 

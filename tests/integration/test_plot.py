@@ -15,8 +15,8 @@ from sqlalchemy import Engine, insert, text
 from pipeline.cli import main
 from pipeline.picture import TARGET_PLOT_BUCKETS
 from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
-from storage.models import Alert, Timestep
-from storage.queries import timestep_series, timesteps_for_entity
+from storage.models import Alert, Bucket
+from storage.queries import filled_series, stored_buckets
 from storage.writes import ArticleRecord, EntityMention, write_articles
 from tests.support.alert_history import MODEL, WIDTH, bucket, write_history
 
@@ -95,14 +95,14 @@ def test_plot_since_is_the_last_span_of_news_not_of_wall_clock(
     [
         (["--width", "2m"], "--width 2m is not a stored bucket width: choose one of 5m, 1h"),
         (["--width", "soon"], "--width 'soon' is not a duration"),
-        (["--width", "1h"], "no 1h timesteps in the database"),
-        (["--from", "2026-03-03", "--to", "2026-03-04"], "no 5m timesteps between 2026-03-03T00:00Z and 2026-03-04T00:00Z"),
+        (["--width", "1h"], "no 1h buckets in the database"),
+        (["--from", "2026-03-03", "--to", "2026-03-04"], "no 5m buckets between 2026-03-03T00:00Z and 2026-03-04T00:00Z"),
         (["--from", "2026-03-03", "--to", "2026-03-02"], "must be after --from"),
         (["--from", "yesterday"], "--from 'yesterday' is not a date or time; use ISO 8601"),
         (["--to", "2026-03-02T10:00"], "--to '2026-03-02T10:00' has no time zone; add Z for UTC"),
         (["--since", "soon"], "--since 'soon' is not a duration: use a positive one such as 30m, 6h or 7d"),
         (["--since", "1h", "--from", "2026-03-02"], "--since 1h and --from 2026-03-02 both set the start: give one of them"),
-        (["--entity", "NOPE"], "no timesteps for NOPE in the window; entities with data there: "),
+        (["--entity", "NOPE"], "no buckets for NOPE in the window; entities with data there: "),
         (["--out", "{tmp}/missing/plot.png"], "the directory {tmp}/missing does not exist"),
         (["--out", "{tmp}"], "--out {tmp} is a directory"),
         (["--width", "5m", "--from", "0001-01-01", "--to", "9999-12-31"],
@@ -130,7 +130,7 @@ def test_plot_on_an_empty_database_says_to_score_news_first(
 ) -> None:
     monkeypatch.setenv("FINSENT_DATABASE_URL", database_url)
     assert main(["plot", "--out", str(tmp_path / "plot.png")]) == 2
-    assert "finsent: error: no 5m timesteps in the database: run `finsent worker`" in capsys.readouterr().err
+    assert "finsent: error: no 5m buckets in the database: run `finsent worker`" in capsys.readouterr().err
     assert not (tmp_path / "plot.png").exists()
 
 
@@ -140,7 +140,7 @@ def test_plot_on_a_database_never_migrated_is_one_line_not_a_traceback(
     monkeypatch.setenv("FINSENT_DATABASE_URL", empty_database.url.render_as_string(hide_password=False))
     assert main(["plot", "--out", str(tmp_path / "plot.png")]) == 2
     err = capsys.readouterr().err
-    assert "finsent: error: no 5m timesteps in the database: run `finsent worker`" in err and "Traceback" not in err
+    assert "finsent: error: no 5m buckets in the database: run `finsent worker`" in err and "Traceback" not in err
 
 
 def store_article_dated(engine: Engine, moment: datetime) -> None:
@@ -148,7 +148,7 @@ def store_article_dated(engine: Engine, moment: datetime) -> None:
     with engine.begin() as connection:
         write_articles(connection, [ArticleRecord("odd-date", moment, "PFE odd date", "", "wire", None, "en",
                                                   (EntityMention("PFE", "tickers"),))])
-        connection.execute(insert(Timestep), [{
+        connection.execute(insert(Bucket), [{
             "entity": "PFE", "width_seconds": WIDTH, "bucket_start": moment, "model_version": MODEL, "article_count": 1,
             "mean_p_negative": 0.8, "mean_p_neutral": 0.1, "mean_p_positive": 0.1, "negative_share": 1.0,
             "mean_sentiment": -0.7, "emotion_index": -0.7, "decay_sum": -0.7, "decay_weight": 1.0,
@@ -190,7 +190,7 @@ def test_plot_draws_the_last_day_of_the_calendar_when_asked(
 LONG_T0 = datetime(2025, 11, 1, tzinfo=timezone.utc)
 LONG_DAYS = 100
 FIVE_MINUTE_ROWS = """
-    INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
+    INSERT INTO buckets (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
         mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)
     SELECT e, 300, b, 'm', 1 + k % 4, (k % 10) / 20.0, 0.25, 0.75 - (k % 10) / 20.0, (k % 3 = 0)::int,
            0.75 - (k % 10) / 10.0, sin(k / 500.0), 0, 1
@@ -199,7 +199,7 @@ FIVE_MINUTE_ROWS = """
                          interval '5 minutes') WITH ORDINALITY AS g(b, k)
 """
 HOURLY_ROWS = """
-    INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
+    INSERT INTO buckets (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,
         mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)
     SELECT entity, 3600, date_trunc('hour', bucket_start), 'm', sum(article_count),
            sum(mean_p_negative * article_count) / sum(article_count), 0.25,
@@ -207,7 +207,7 @@ HOURLY_ROWS = """
            sum(negative_share * article_count) / sum(article_count),
            sum(mean_sentiment * article_count) / sum(article_count),
            (array_agg(emotion_index ORDER BY bucket_start DESC))[1], 0, 1
-    FROM timesteps WHERE width_seconds = 300 AND bucket_start >= CAST(:hourly_from AS timestamptz)
+    FROM buckets WHERE width_seconds = 300 AND bucket_start >= CAST(:hourly_from AS timestamptz)
     GROUP BY entity, date_trunc('hour', bucket_start)
 """
 
@@ -313,7 +313,7 @@ def write_sparse_rows(engine: Engine, rng: np.random.Generator) -> None:
             "emotion_index": float(rng.uniform(-1, 1)), "decay_sum": 0.0, "decay_weight": 1.0,
         })
     with engine.begin() as connection:
-        connection.execute(insert(Timestep), rows)
+        connection.execute(insert(Bucket), rows)
 
 
 def summed_in_pandas(rows: pd.DataFrame, width: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -340,8 +340,8 @@ def test_summed_buckets_equal_the_pandas_definition(engine: Engine, width_second
     """Empty hours (10:00 to 14:00) carry the index; the one before 06:00 seeds it."""
     write_sparse_rows(engine, np.random.default_rng(width_seconds))
     start, end = LONG_T0 + timedelta(hours=6), LONG_T0 + timedelta(days=1)
-    summed = timestep_series(engine, "PFE", width_seconds, start, end, stored_width_seconds=WIDTH)
-    rows = timesteps_for_entity(engine, "PFE", WIDTH, LONG_T0, end)
+    summed = filled_series(engine, "PFE", width_seconds, start, end, stored_width_seconds=WIDTH)
+    rows = stored_buckets(engine, "PFE", WIDTH, LONG_T0, end)
     expected = summed_in_pandas(rows, f"{width_seconds}s", start, end)
     pd.testing.assert_frame_equal(summed, expected[summed.columns], check_dtype=False, check_freq=False)
     assert summed["article_count"].sum() == rows[rows["bucket_start"] >= start]["article_count"].sum()

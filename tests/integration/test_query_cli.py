@@ -1,6 +1,6 @@
 """The query commands and SQL views on a real PostgreSQL: `finsent scores` (empty buckets filled),
 `finsent entities` (both sort orders), `finsent articles` (newest first), their one-line errors, and
-the views `entity_timeseries` and `recent_alerts` against the tables they read."""
+the views `entity_series` and `recent_alerts` against the tables they read."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pipeline.cli import main
-from pipeline.timesteps import TimestepConfig, update_timesteps
+from pipeline.series import SeriesConfig, update_series
 from storage.migrate import alembic_config, head_revision, upgrade
 from storage.models import Alert
 from storage.writes import ArticleRecord, EntityMention, ScoreRecord, write_articles, write_scores
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 MODEL = "m1"
-CONFIG = TimestepConfig(widths=(300, 3600), half_life_seconds=3600.0)
+CONFIG = SeriesConfig(widths=(300, 3600), half_life_seconds=3600.0)
 LABELS = ("negative", "neutral", "positive")
 
 
@@ -62,7 +62,7 @@ STORIES = [
 
 
 def write_stories(engine: Engine, stories: Sequence[Story], model: str = MODEL) -> None:
-    """Articles, mentions (the entity and MARKET), scores and timesteps in one transaction, as the worker writes them."""
+    """Articles, mentions (the entity and MARKET), scores and buckets in one transaction, as the worker writes them."""
     records = [
         ArticleRecord(story.id, story.published_at, f"{story.entity} headline {story.id}", "", "wire", None, "en",
                       (EntityMention(story.entity, "tickers"), EntityMention("MARKET", "market")))
@@ -79,7 +79,7 @@ def write_stories(engine: Engine, stories: Sequence[Story], model: str = MODEL) 
     with engine.begin() as connection:
         write_articles(connection, records)
         write_scores(connection, scores)
-        update_timesteps(connection, touched, model, CONFIG)
+        update_series(connection, touched, model, CONFIG)
 
 
 def store_alert(engine: Engine, entity: str, state: str, last_bucket: datetime, evidence: dict[str, object] | None = None) -> int:
@@ -118,7 +118,7 @@ def iso(minute: int) -> str:
 
 
 def test_scores_json_fills_the_empty_bucket_with_count_0(stories: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    out, err = run(capsys, "scores", "--entity", "aapl", "--width", "5m", "--from", iso(0), "--to", iso(20), "--format", "json")
+    out, err = run(capsys, "series", "--entity", "aapl", "--width", "5m", "--from", iso(0), "--to", iso(20), "--format", "json")
     rows = json.loads(out)
     assert [row["bucket_start"][11:16] for row in rows] == ["14:00", "14:05", "14:10", "14:15"]
     assert [row["article_count"] for row in rows] == [2, 0, 1, 1]
@@ -129,28 +129,29 @@ def test_scores_json_fills_the_empty_bucket_with_count_0(stories: Engine, capsys
     assert gap["emotion_index"] == pytest.approx(first["emotion_index"]), "the decayed index carries across an empty bucket"
     with stories.connect() as connection:
         stored = connection.execute(sa.text(
-            "SELECT bucket_start, mean_sentiment, emotion_index FROM timesteps"
+            "SELECT bucket_start, mean_sentiment, emotion_index FROM buckets"
             " WHERE entity = 'AAPL' AND width_seconds = 300 ORDER BY bucket_start")).all()
     shown = [value for row in rows if row["article_count"] for value in (row["mean_sentiment"], row["emotion_index"])]
     assert shown == pytest.approx([value for r in stored for value in (r.mean_sentiment, r.emotion_index)])
     assert err.startswith("AAPL: 4 buckets of 5m (3 with articles)")
 
 
-def test_scores_since_counts_back_from_the_newest_article(stories: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    out, err = run(capsys, "scores", "--entity", "AAPL", "--since", "20m", "--format", "csv")
+def test_series_since_counts_back_from_the_newest_article(stories: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    out, err = run(capsys, "series", "--entity", "AAPL", "--since", "20m", "--format", "csv")
+    assert run(capsys, "scores", "--entity", "AAPL", "--since", "20m", "--format", "csv") == (out, err), "the old name is an alias"
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(row["bucket_start"][11:16], row["article_count"]) for row in rows] == [
         ("14:00", "2"), ("14:05", "0"), ("14:10", "1"), ("14:15", "1")]
     assert rows[1]["mean_sentiment"] == "", "csv leaves an empty bucket's means empty"
     assert "ending at the newest article" in err and "2026-03-02T14:17:00Z" in err
 
-    hourly, _ = run(capsys, "scores", "--entity", "AAPL", "--width", "1h", "--since", "2h", "--format", "csv")
+    hourly, _ = run(capsys, "series", "--entity", "AAPL", "--width", "1h", "--since", "2h", "--format", "csv")
     assert [(row["bucket_start"][11:16], row["article_count"]) for row in csv.DictReader(io.StringIO(hourly))] == [
         ("13:00", "0"), ("14:00", "4")]
 
 
 def test_scores_table_shows_the_empty_bucket(stories: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    out, _ = run(capsys, "scores", "--entity", "AAPL", "--from", iso(0), "--to", iso(20))
+    out, _ = run(capsys, "series", "--entity", "AAPL", "--from", iso(0), "--to", iso(20))
     header, *lines = out.splitlines()
     assert header.split() == ["bucket_start", "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive",
                               "negative_share", "mean_sentiment", "emotion_index"]
@@ -235,16 +236,16 @@ def test_an_article_scored_by_two_models_is_listed_once_with_its_newest_score(st
 
 
 @pytest.mark.parametrize(("arguments", "needles"), [
-    (["scores", "--entity", "AAPL", "--width", "7m"], ["--width 7m is not a stored bucket width", "5m, 1h", "FINSENT_BUCKET_WIDTHS"]),
-    (["scores", "--entity", "AAPL", "--width", "hourly"], ["--width 'hourly' is not a duration", "5m, 1h"]),
-    (["scores", "--entity", "AAPL", "--since", "6x"], ["--since '6x' is not a duration", "6h"]),
+    (["series", "--entity", "AAPL", "--width", "7m"], ["--width 7m is not a stored bucket width", "5m, 1h", "FINSENT_BUCKET_WIDTHS"]),
+    (["series", "--entity", "AAPL", "--width", "hourly"], ["--width 'hourly' is not a duration", "5m, 1h"]),
+    (["series", "--entity", "AAPL", "--since", "6x"], ["--since '6x' is not a duration", "6h"]),
     (["entities", "--since", "0m"], ["--since '0m' is not a duration"]),
     (["articles", "--entity", "ZZZZ"], ["no articles about 'ZZZZ'", "finsent entities"]),
-    (["scores", "--entity", "NOPE"], ["no articles about 'NOPE'", "finsent entities"]),
-    (["scores", "--entity", "AAPL", "--from", "2026-03-02T15:00Z", "--to", "2026-03-02T14:00Z"],
+    (["series", "--entity", "NOPE"], ["no articles about 'NOPE'", "finsent entities"]),
+    (["series", "--entity", "AAPL", "--from", "2026-03-02T15:00Z", "--to", "2026-03-02T14:00Z"],
      ["--to 2026-03-02T14:00:00Z must be after --from 2026-03-02T15:00:00Z", "swap"]),
     (["articles", "--entity", "AAPL", "--from", "2026-03-03"], ["--from 2026-03-03T00:00:00Z is not before the window's end"]),
-    (["scores", "--entity", "AAPL", "--from", "2026-03-02T14:00"], ["--from '2026-03-02T14:00' has no time zone", "Z"]),
+    (["series", "--entity", "AAPL", "--from", "2026-03-02T14:00"], ["--from '2026-03-02T14:00' has no time zone", "Z"]),
     (["entities", "--to", "yesterday"], ["--to 'yesterday' is not a date or time", "ISO 8601"]),
     (["entities", "--since", "1h", "--from", "2026-03-02"], ["--since 1h and --from 2026-03-02", "give one of them"]),
     (["entities", "--limit", "0"], ["--limit '0' is not a positive whole number"]),
@@ -264,7 +265,7 @@ def test_user_mistakes_get_one_line_and_exit_2(stories: Engine, capsys: pytest.C
 def test_width_choices_follow_the_configured_bucket_widths(stories: Engine, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINSENT_BUCKET_WIDTHS", "1m,15m,1d")
-    assert main(["scores", "--entity", "AAPL", "--width", "5m"]) == 2
+    assert main(["series", "--entity", "AAPL", "--width", "5m"]) == 2
     assert "choose one of 1m, 15m, 1d (FINSENT_BUCKET_WIDTHS)" in capsys.readouterr().err
 
 
@@ -274,11 +275,11 @@ def test_width_choices_follow_the_configured_bucket_widths(stories: Engine, caps
 MEASURES = "article_count, mean_p_negative, mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, model_version"
 
 
-def test_entity_timeseries_rows_equal_the_timesteps_rows(stories: Engine) -> None:
+def test_entity_series_rows_equal_the_buckets_rows(stories: Engine) -> None:
     key = "entity, width_seconds, bucket_start"
     with stories.connect() as connection:
-        table = connection.execute(sa.text(f"SELECT {key}, {MEASURES} FROM timesteps ORDER BY {key}")).all()
-        view = connection.execute(sa.text(f"SELECT {key}, {MEASURES}, width, bucket_end FROM entity_timeseries ORDER BY {key}")).all()
+        table = connection.execute(sa.text(f"SELECT {key}, {MEASURES} FROM buckets ORDER BY {key}")).all()
+        view = connection.execute(sa.text(f"SELECT {key}, {MEASURES}, width, bucket_end FROM entity_series ORDER BY {key}")).all()
     assert len(table) == (3 + 1) + (2 + 1) + (1 + 1) + (3 + 1), "5m and 1h buckets with articles of AAPL, PFE, MSFT, MARKET"
     assert [tuple(row[:-2]) for row in view] == [tuple(row) for row in table]
     assert {(row.width_seconds, row.width) for row in view} == {(300, "5m"), (3600, "1h")}
@@ -325,7 +326,7 @@ def test_the_views_go_with_a_downgrade_and_come_back(empty_database: Engine) -> 
         command.downgrade(config, "0003")
     assert views(empty_database) == set()
     assert upgrade(empty_database) == head_revision()
-    assert views(empty_database) == {"entity_timeseries", "recent_alerts"}
+    assert views(empty_database) == ALL_VIEWS
 
 
 def test_a_database_never_migrated_answers_empty(empty_database: Engine, capsys: pytest.CaptureFixture[str],
@@ -334,7 +335,11 @@ def test_a_database_never_migrated_answers_empty(empty_database: Engine, capsys:
     out, err = run(capsys, "entities")
     assert out.strip() == "no entities with articles in the window: widen --since"
     assert "(up to now)" in err, "no article to anchor the window on"
-    assert views(empty_database) == {"entity_timeseries", "recent_alerts"}
+    assert views(empty_database) == ALL_VIEWS
+
+
+ALL_VIEWS = {"entity_series", "recent_alerts", "timesteps", "entity_timeseries"}
+"""The two views, and the old names of the buckets table and its view (migration 0006) kept for existing SQL."""
 
 
 def views(engine: Engine) -> set[str]:

@@ -1,4 +1,4 @@
-"""End to end with the shipped model on CPU: Kafka -> worker -> scores and timesteps in PostgreSQL."""
+"""End to end with the shipped model on CPU: Kafka -> worker -> scores and buckets in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def news_stream() -> list[tuple[bytes | None, bytes]]:
     return messages
 
 
-def direct_timesteps(scores: pd.DataFrame, width: int, half_life: float) -> pd.DataFrame:
-    """The series computed straight from stored article scores, independently of pipeline/timesteps.py."""
+def direct_buckets(scores: pd.DataFrame, width: int, half_life: float) -> pd.DataFrame:
+    """The series computed straight from stored article scores, independently of pipeline/series.py."""
     seconds = (scores["published_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     epoch = seconds.astype("int64")
     scores = scores.assign(bucket=(epoch // width) * width, sentiment=scores["p_positive"] - scores["p_negative"],
@@ -67,7 +67,7 @@ def direct_timesteps(scores: pd.DataFrame, width: int, half_life: float) -> pd.D
     return pd.DataFrame(rows)
 
 
-def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, topics: Topics, kafka_bootstrap: str) -> None:
+def test_articles_get_scores_and_buckets(settings: Settings, engine: Engine, topics: Topics, kafka_bootstrap: str) -> None:
     produce(kafka_bootstrap, topics.news, news_stream())
     worker = RunningWorker(settings)
     try:
@@ -84,7 +84,7 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
             "WHERE e.entity = 'ACME' ORDER BY a.published_at")).all(), columns=["published_at", "p_negative", "p_neutral", "p_positive"])
         stored = pd.DataFrame(connection.execute(sa.text(
             "SELECT extract(epoch FROM bucket_start)::bigint AS bucket, article_count, mean_p_negative, negative_share, "
-            "mean_sentiment, emotion_index FROM timesteps WHERE entity = 'ACME' AND width_seconds = :width ORDER BY bucket_start"),
+            "mean_sentiment, emotion_index FROM buckets WHERE entity = 'ACME' AND width_seconds = :width ORDER BY bucket_start"),
             {"width": 300}).all(),
             columns=["bucket", "article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index"])
     assert labels[NEGATIVE_HEADLINE] == "negative"
@@ -93,7 +93,7 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
         risk = dict(connection.execute(sa.text(
             "SELECT a.headline, s.risk_tags FROM article_scores s JOIN articles a ON a.id = s.article_id")).all())
         adverse = connection.execute(sa.text(
-            "SELECT sum(adverse_count), sum(risk_count), sum(story_count), sum(article_count) FROM timesteps "
+            "SELECT sum(adverse_count), sum(risk_count), sum(story_count), sum(article_count) FROM buckets "
             "WHERE entity = 'ACME' AND width_seconds = 300")).one()
     assert risk[RISK_HEADLINE] == risk[COPY_OF_RISK] == ["executive_legal"], "an arrest is a risk event, whatever its tone"
     assert risk[NEUTRAL_LINES[0] + " (0)"] == []
@@ -102,7 +102,7 @@ def test_articles_get_scores_and_timesteps(settings: Settings, engine: Engine, t
     assert adverse[1] == 2 and adverse[0] >= 2
 
     scores["published_at"] = pd.to_datetime(scores["published_at"], utc=True)
-    expected = direct_timesteps(scores, 300, float(settings.emotion_half_life))
+    expected = direct_buckets(scores, 300, float(settings.emotion_half_life))
     assert list(stored["bucket"]) == list(expected["bucket"])
     for column in ["article_count", "mean_p_negative", "negative_share", "mean_sentiment", "emotion_index"]:
         assert np.allclose(stored[column].astype(float), expected[column].astype(float), atol=1e-9), column

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
@@ -14,12 +15,12 @@ from consumers.batch_consumer import SinkUnavailable
 from consumers.schema import parse_news
 from pipeline.entities import EntityMatcher, load_entities
 from pipeline.scoring.scorer import Scorer
-from pipeline.timesteps import TimestepConfig
+from pipeline.series import SeriesConfig
 from pipeline.worker import ArticleSink
 from storage.engine import make_engine
-from storage.migrate import current_revision, ensure_schema, head_revision, upgrade
+from storage.migrate import alembic_config, current_revision, ensure_schema, head_revision, upgrade
 from storage.models import Base
-from storage.queries import articles_for_entity, timesteps_for_entity
+from storage.queries import articles_for_entity, stored_buckets
 from storage.writes import ArticleRecord, EntityMention, WriteCounts, write_articles
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def test_articles_for_entity_frame(engine: Engine) -> None:
     assert list(frame["id"]) == ["a1", "a3", "a5"]
     assert str(frame["published_at"].dt.tz) == "UTC"
     assert frame["p_negative"].isna().all(), "not scored yet"
-    empty = timesteps_for_entity(engine, "AAPL", 300, T0, T0 + timedelta(hours=1))
+    empty = stored_buckets(engine, "AAPL", 300, T0, T0 + timedelta(hours=1))
     assert empty.empty and "emotion_index" in empty.columns
 
 
@@ -70,13 +71,13 @@ def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engin
     matcher = EntityMatcher(load_entities(None), "MARKET")
     scorer = Scorer.load(None, "cpu")
     items = [parse_news(b'{"published_at": "2026-03-02T14:30:00Z", "headline": "Apple and $NVDA rally"}')]
-    sink = ArticleSink(engine, matcher, scorer, TimestepConfig())
+    sink = ArticleSink(engine, matcher, scorer, SeriesConfig())
     sink(items)
     sink(items)
     with engine.connect() as connection:
         entities = set(connection.execute(sa.text("SELECT entity FROM article_entities")).scalars())
         scored = connection.execute(sa.text("SELECT model_version FROM article_scores")).scalars().all()
-        buckets = connection.execute(sa.text("SELECT entity, width_seconds, article_count FROM timesteps")).all()
+        buckets = connection.execute(sa.text("SELECT entity, width_seconds, article_count FROM buckets")).all()
     assert entities == {"AAPL", "NVDA", "MARKET"}
     assert scored == [scorer.version]
     assert sorted(buckets) == sorted((e, w, 1) for e in entities for w in (300, 3600))
@@ -84,7 +85,7 @@ def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engin
 
     unreachable = make_engine("postgresql://finsent@127.0.0.1:1/finsent")
     with pytest.raises(SinkUnavailable):
-        ArticleSink(unreachable, matcher, scorer, TimestepConfig())(items)
+        ArticleSink(unreachable, matcher, scorer, SeriesConfig())(items)
 
 
 def test_worker_start_migrates_an_empty_database(empty_database: Engine) -> None:
@@ -104,9 +105,34 @@ def test_migration_0002_gives_existing_timesteps_an_empty_decay_state(empty_data
         ))
     upgrade(empty_database)
     with empty_database.connect() as connection:
-        state = connection.execute(sa.text("SELECT decay_sum, decay_weight FROM timesteps")).one()
+        state = connection.execute(sa.text("SELECT decay_sum, decay_weight FROM buckets")).one()
         default = connection.execute(sa.text(
-            "SELECT column_default FROM information_schema.columns WHERE table_name = 'timesteps' AND column_name = 'decay_sum'"
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'buckets' AND column_name = 'decay_sum'"
         )).scalar_one()
     assert tuple(state) == (0.0, 0.0)
     assert default is None, "the server default only fills old rows; writers give the state"
+
+
+def test_migration_0006_renames_the_buckets_and_keeps_the_old_names_readable(empty_database: Engine) -> None:
+    upgrade(empty_database, "0005")
+    with empty_database.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,"
+            " mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)"
+            " VALUES ('AAPL', 300, '2026-03-02T14:00:00Z', 'm1', 1, 0.1, 0.2, 0.7, 0, 0.6, 0.6, 0.6, 1)"
+        ))
+    upgrade(empty_database)
+    with empty_database.connect() as connection:
+        stored = connection.execute(sa.text("SELECT entity, article_count FROM buckets")).all()
+        old_table = connection.execute(sa.text("SELECT entity, article_count FROM timesteps")).all()
+        old_view = connection.execute(sa.text("SELECT entity, width FROM entity_timeseries")).all()
+        new_view = connection.execute(sa.text("SELECT entity, width FROM entity_series")).all()
+    assert [tuple(row) for row in stored] == [tuple(row) for row in old_table] == [("AAPL", 1)]
+    assert [tuple(row) for row in old_view] == [tuple(row) for row in new_view] == [("AAPL", "5m")]
+    config = alembic_config()
+    with empty_database.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    with empty_database.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM timesteps")).scalar_one() == 1
+        assert not sa.inspect(connection).has_table("buckets")

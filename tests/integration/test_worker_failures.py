@@ -79,7 +79,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         mentions = connection.execute(sa.text("SELECT count(*) FROM article_entities WHERE entity = 'MARKET'")).scalar_one()
         scores = connection.execute(sa.text("SELECT count(*) FROM article_scores")).scalar_one()
         bucketed = connection.execute(sa.text(
-            "SELECT width_seconds, sum(article_count) FROM timesteps WHERE entity = 'MARKET' GROUP BY width_seconds")).all()
+            "SELECT width_seconds, sum(article_count) FROM buckets WHERE entity = 'MARKET' GROUP BY width_seconds")).all()
     assert mentions == len(expected)
     assert scores == len(expected)
     assert dict(bucketed) == {300: len(expected), 3600: len(expected)}, "no article counted twice in any bucket"

@@ -1,4 +1,4 @@
-"""Synthetic stored history for alerting tests: scored articles and the timesteps computed from
+"""Synthetic stored history for alerting tests: scored articles and the buckets computed from
 them, written with the worker's own storage code."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy import Connection, Engine, insert
 
+from pipeline.series import SeriesConfig, update_series
 from pipeline.stories import story_key
-from pipeline.timesteps import TimestepConfig, update_timesteps
 from storage.models import Article
 from storage.writes import ArticleRecord, EntityMention, ScoreRecord, write_articles, write_scores
 
@@ -29,7 +29,7 @@ def write_history(engine: Engine, entities: Sequence[str], buckets: int, burst_e
                   burst_at: int | None = None, seed: int = 7, start: datetime = T0) -> None:
     """Steady news for every entity (an article every half hour, one in six adverse), and a burst
     of 10 adverse headlines about `burst_entity` in bucket `burst_at`; written as the worker
-    writes them (articles, mentions, scores, then the timesteps computed from them)."""
+    writes them (articles, mentions, scores, then the buckets computed from them)."""
     rng = np.random.default_rng(seed)
     steady = [
         Story(f"{entity}-{k}", entity, bucket(k, start) + timedelta(seconds=int(rng.integers(1, 30))),
@@ -67,12 +67,12 @@ def write_stories(engine: Engine, stories: Sequence[Story]) -> None:
 
 
 def write_burst_articles(connection: Connection, entity: str, start: datetime, count: int) -> None:
-    """A burst written inside the caller's transaction (timesteps included)."""
+    """A burst written inside the caller's transaction (buckets included)."""
     write_stories_in(connection, burst_stories(entity, start, count))
 
 
 def write_stories_in(connection: Connection, stories: Sequence[Story]) -> None:
-    """Articles, mentions (and MARKET's), scores and timesteps, as the worker writes them. An
+    """Articles, mentions (and MARKET's), scores and buckets, as the worker writes them. An
     adverse story scores p_negative 0.9, the burst's i-th one 0.9 - i/100 (so their order is known)."""
     records = [ArticleRecord(s.id, s.published_at, s.headline, "", "t", None, "en",
                              (EntityMention(s.entity, "tickers"), EntityMention(MARKET, "market")), story_key(s.headline))
@@ -89,4 +89,4 @@ def write_stories_in(connection: Connection, stories: Sequence[Story]) -> None:
             times.setdefault(entity, []).append(s.published_at)
     write_articles(connection, records)
     write_scores(connection, scores)
-    update_timesteps(connection, times, MODEL, TimestepConfig(widths=(WIDTH,)))
+    update_series(connection, times, MODEL, SeriesConfig(widths=(WIDTH,)))

@@ -1,6 +1,6 @@
-"""Per-entity, per-timestep emotion series: what a bucket holds and how the decayed index runs.
+"""Per-entity, per-bucket emotion series: what a bucket holds and how the decayed index runs.
 
-Definitions (the contract every reader of `timesteps` relies on):
+Definitions (the contract every reader of `buckets` relies on):
 
 - Buckets use event time (`articles.published_at`) aligned to the Unix epoch:
   bucket_start = floor(epoch_seconds / width) * width, for each configured width in seconds
@@ -30,7 +30,7 @@ Definitions (the contract every reader of `timesteps` relies on):
   version starts its own decay history (it never continues another model's state); a bucket row
   holds one version, the last writer's, so run one model version at a time.
 
-Idempotence: `update_timesteps` recomputes, from the stored scores and the stored state just
+Idempotence: `update_series` recomputes, from the stored scores and the stored state just
 before them, every bucket an article of the batch can change: from the article's bucket to its
 influence horizon, `INFLUENCE_HALF_LIVES` half-lives plus one width later. Past that horizon an
 article's weight is under 2**-60 of the least weight a bucket's own articles carry (a stored bucket
@@ -51,12 +51,12 @@ from sqlalchemy import Connection
 
 from pipeline.scoring.risk_events import NAMES_THE_EVENT, TAG_THRESHOLD
 from storage.locks import lock_entities
-from storage.timesteps_store import (
+from storage.series_store import (
     STORY_MEMORY,
-    TimestepRow,
+    BucketRow,
     decay_states_before,
     scored_mentions_in,
-    upsert_timesteps,
+    upsert_buckets,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -69,7 +69,7 @@ INFLUENCE_HALF_LIVES = 60
 
 
 @dataclass(frozen=True)
-class TimestepConfig:
+class SeriesConfig:
     """Bucket widths (seconds) and the half-life (seconds) of the decayed index."""
 
     widths: tuple[int, ...] = (300, 3600)
@@ -99,7 +99,7 @@ class DecayState:
 @dataclass(frozen=True)
 class ScoredMention:
     """One scored article about an entity: its event time, its three probabilities, its risk-event
-    score and its weight as a story (storage/timesteps_store.py: 0 for a copy, 1/n in a dump of n)."""
+    score and its weight as a story (storage/series_store.py: 0 for a copy, 1/n in a dump of n)."""
 
     published_at: datetime
     p_negative: float
@@ -131,7 +131,7 @@ def compute_buckets(
     *,
     entity: str,
     model_version: str,
-) -> list[TimestepRow]:
+) -> list[BucketRow]:
     """One row per non-empty bucket of `mentions`, oldest first, continuing the index from `previous`.
 
     `mentions` must hold every article of the entity from the first bucket onwards, and `previous`
@@ -170,7 +170,7 @@ def compute_buckets(
     weighted_sums = np.add.reduceat(weights * sentiment, firsts)
     weight_sums = np.add.reduceat(weights, firsts)
 
-    rows: list[TimestepRow] = []
+    rows: list[BucketRow] = []
     decay_sum, decay_weight = (previous.decay_sum, previous.decay_weight) if previous else (0.0, 0.0)
     previous_end = epoch_micros(previous.bucket_end) if previous else None
     for k, end in enumerate(ends.tolist()):
@@ -182,7 +182,7 @@ def compute_buckets(
         previous_end = end
         count = int(counts[k])
         rows.append(
-            TimestepRow(
+            BucketRow(
                 entity=entity,
                 width_seconds=width,
                 bucket_start=EPOCH + timedelta(microseconds=end - width_micros),
@@ -236,8 +236,8 @@ def _capped_sum(moment: datetime, delta: timedelta) -> datetime:
         return _LATEST_REACHABLE
 
 
-def update_timesteps(
-    connection: Connection, touched: Mapping[str, Iterable[datetime]], model_version: str, config: TimestepConfig
+def update_series(
+    connection: Connection, touched: Mapping[str, Iterable[datetime]], model_version: str, config: SeriesConfig
 ) -> int:
     """Recompute every bucket the batch's articles can change, per entity and width.
 
@@ -265,7 +265,7 @@ def update_timesteps(
     ]
     found = scored_mentions_in(connection, [(entity, start, end) for entity, _, start, end in spans], model_version)
     states = decay_states_before(connection, [(entity, width, start) for entity, width, start, _ in spans], model_version)
-    rows: list[TimestepRow] = []
+    rows: list[BucketRow] = []
     for (entity, width, start, _end), mentions in zip(spans, found, strict=True):
         state = states.get((entity, width, start))
         rows += compute_buckets(
@@ -276,4 +276,4 @@ def update_timesteps(
             entity=entity,
             model_version=model_version,
         )
-    return upsert_timesteps(connection, rows)
+    return upsert_buckets(connection, rows)

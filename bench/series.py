@@ -1,10 +1,10 @@
-"""Cost of the timestep update inside the worker's transaction, against a real PostgreSQL.
+"""Cost of the bucket update inside the worker's transaction, against a real PostgreSQL.
 
 What it measures
     A simulated stream of --batches batches of --batch-size articles, event times one second
     apart (so each batch is about four minutes of news), each article about one or two of the
     shipped tickers and always about the market entity, scored by one model version. Each batch's
-    articles and scores are written first (not timed), then `update_timesteps` runs in the same
+    articles and scores are written first (not timed), then `update_series` runs in the same
     transaction (timed: locks, reads of mentions and decay state, arithmetic, one upsert) for the
     default widths 5m and 1h. It prints the median and 95th percentile per batch, and the rows
     written per batch.
@@ -13,7 +13,7 @@ What it measures
     price of exact results under late data grows with how late and how busy the entity is).
 
 How to run
-    .venv/bin/python bench/timesteps.py [--batches 60] [--batch-size 256] [--late-hours 4]
+    .venv/bin/python bench/series.py [--batches 60] [--batch-size 256] [--late-hours 4]
 
     It starts an embedded PostgreSQL in a temporary directory and removes it afterwards;
     `--database-url URL` (or FINSENT_BENCH_DATABASE_URL) uses a scratch database instead (its
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
 from pipeline.entities import load_entities
-from pipeline.timesteps import TimestepConfig, update_timesteps
+from pipeline.series import SeriesConfig, update_series
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine
 from storage.migrate import upgrade
@@ -86,7 +86,7 @@ def run(database_url: str, batches: int, batch_size: int, late_hours: float) -> 
     engine = make_engine(database_url)
     upgrade(engine)
     empty_all_tables(engine)
-    config = TimestepConfig()
+    config = SeriesConfig()
     tickers = [entity.ticker for entity in load_entities(None)]
     rng = random.Random(0)
     durations, rows_written = [], []
@@ -98,13 +98,13 @@ def run(database_url: str, batches: int, batch_size: int, late_hours: float) -> 
         with engine.begin() as connection:
             write_batch(connection, records, rng)
             started = time.perf_counter()
-            rows_written.append(update_timesteps(connection, touched_by(records), MODEL_VERSION, config))
+            rows_written.append(update_series(connection, touched_by(records), MODEL_VERSION, config))
             durations.append(time.perf_counter() - started)
         print(f"\rbatch {batch + 1}/{batches}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     durations_ms = sorted(d * 1000 for d in durations)
     print(f"articles: {batches * batch_size} in {batches} batches of {batch_size} ({len(tickers)} tickers + {MARKET})")
-    print(f"update_timesteps per batch: median {statistics.median(durations_ms):.1f} ms, "
+    print(f"update_series per batch: median {statistics.median(durations_ms):.1f} ms, "
           f"p95 {durations_ms[int(0.95 * (len(durations_ms) - 1))]:.1f} ms, "
           f"rows written median {statistics.median(rows_written):.0f}")
 
@@ -113,7 +113,7 @@ def run(database_url: str, batches: int, batch_size: int, late_hours: float) -> 
     with engine.begin() as connection:
         write_batch(connection, late, rng)
         started = time.perf_counter()
-        written = update_timesteps(connection, touched_by(late), MODEL_VERSION, config)
+        written = update_series(connection, touched_by(late), MODEL_VERSION, config)
         elapsed = time.perf_counter() - started
     with engine.connect() as connection:
         market_articles = connection.execute(
@@ -146,4 +146,4 @@ def main() -> None:
 if __name__ == "__main__":
     from pipeline.interruption import run_interruptible
 
-    sys.exit(run_interruptible(main, "bench/timesteps.py"))  # SIGTERM as Ctrl-C: the embedded PostgreSQL is stopped
+    sys.exit(run_interruptible(main, "bench/series.py"))  # SIGTERM as Ctrl-C: the embedded PostgreSQL is stopped

@@ -1,4 +1,4 @@
-"""Timesteps against the real PostgreSQL: equal to an independent pandas computation from the stored
+"""Buckets against the real PostgreSQL: equal to an independent pandas computation from the stored
 scores, idempotent, exact under late articles, filled on read, and safe under concurrent workers."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from pipeline.timesteps import INFLUENCE_HALF_LIVES, TimestepConfig, update_timesteps
-from storage.queries import timestep_series
+from pipeline.series import INFLUENCE_HALF_LIVES, SeriesConfig, update_series
+from storage.queries import filled_series
 from storage.writes import ArticleRecord, EntityMention, write_articles
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
-CONFIG = TimestepConfig(widths=(300, 3600), half_life_seconds=1800.0)
+CONFIG = SeriesConfig(widths=(300, 3600), half_life_seconds=1800.0)
 MODEL = "m1"
-UPDATED_AT = sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM timesteps")
+UPDATED_AT = sa.text("SELECT array_agg(updated_at ORDER BY entity, width_seconds, bucket_start) FROM buckets")
 VALUE_COLUMNS = [
     "article_count", "mean_p_negative", "mean_p_neutral", "mean_p_positive", "negative_share",
     "mean_sentiment", "emotion_index", "decay_sum", "decay_weight",
@@ -88,10 +88,10 @@ def random_articles(seed: int, count: int, start: datetime, hours: float, prefix
 
 
 def snapshot(engine: Engine) -> list[tuple]:
-    """The whole timesteps table except updated_at, in key order."""
+    """The whole buckets table except updated_at, in key order."""
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(sa.text(
-            f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM timesteps ORDER BY entity, width_seconds, bucket_start"
+            f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM buckets ORDER BY entity, width_seconds, bucket_start"
         ))]
 
 
@@ -101,7 +101,7 @@ def stored_frame(engine: Engine) -> pd.DataFrame:
     return frame.drop(columns="model_version")
 
 
-def pandas_timesteps(engine: Engine, model_version: str, config: TimestepConfig) -> pd.DataFrame:
+def pandas_buckets(engine: Engine, model_version: str, config: SeriesConfig) -> pd.DataFrame:
     """The expected table, computed independently: groupby per bucket, index as a direct weighted sum."""
     scores = pd.read_sql(sa.text(
         "SELECT e.entity, e.published_at, s.p_negative, s.p_neutral, s.p_positive FROM article_entities e"
@@ -135,13 +135,13 @@ def pandas_timesteps(engine: Engine, model_version: str, config: TimestepConfig)
 
 def assert_matches_pandas(engine: Engine) -> None:
     pd.testing.assert_frame_equal(
-        stored_frame(engine), pandas_timesteps(engine, MODEL, CONFIG), check_dtype=False, rtol=1e-9, atol=1e-9
+        stored_frame(engine), pandas_buckets(engine, MODEL, CONFIG), check_dtype=False, rtol=1e-9, atol=1e-9
     )
 
 
 def update(engine: Engine, touched: dict[str, list[datetime]]) -> int:
     with engine.begin() as connection:
-        return update_timesteps(connection, touched, MODEL, CONFIG)
+        return update_series(connection, touched, MODEL, CONFIG)
 
 
 def test_update_equals_a_pandas_computation_from_the_stored_scores(engine: Engine) -> None:
@@ -182,18 +182,18 @@ def test_a_late_article_recomputes_only_up_to_its_influence_horizon(engine: Engi
     for first in range(0, len(articles), 50):
         with engine.begin() as connection:
             write_scored(connection, articles[first:first + 50])
-            update_timesteps(connection, touched_by(articles[first:first + 50]), MODEL, CONFIG)
+            update_series(connection, touched_by(articles[first:first + 50]), MODEL, CONFIG)
     with engine.connect() as connection:
         before = dict(connection.execute(sa.text(
-            "SELECT entity || width_seconds || bucket_start, updated_at FROM timesteps")).all())
+            "SELECT entity || width_seconds || bucket_start, updated_at FROM buckets")).all())
     late = Scored("late", T0 + timedelta(hours=2, minutes=7), ("AAPL", "MARKET"), {MODEL: (0.9, 0.05, 0.05)})
     with engine.begin() as connection:
         write_scored(connection, [late])
-        assert update_timesteps(connection, touched_by([late]), MODEL, CONFIG) > 0
+        assert update_series(connection, touched_by([late]), MODEL, CONFIG) > 0
     horizon = late.published_at + timedelta(seconds=INFLUENCE_HALF_LIVES * CONFIG.half_life_seconds + 3600)
     with engine.connect() as connection:
         after = connection.execute(sa.text(
-            "SELECT entity || width_seconds || bucket_start, bucket_start, updated_at FROM timesteps")).all()
+            "SELECT entity || width_seconds || bucket_start, bucket_start, updated_at FROM buckets")).all()
     changed = [start for key, start, updated in after if before.get(key) != updated]
     assert changed and all(late.published_at - timedelta(hours=1) <= start < horizon for start in changed)
     assert any(start >= horizon for _, start, _ in after), "the stream goes on past the horizon"
@@ -206,19 +206,19 @@ def test_a_late_article_gives_the_same_table_as_one_pass_from_scratch(engine: En
     for batch in (articles[:30], articles[30:60], articles[60:]):  # a worker keeping up with the stream
         with engine.begin() as connection:
             write_scored(connection, batch)
-            update_timesteps(connection, touched_by(batch), MODEL, CONFIG)
+            update_series(connection, touched_by(batch), MODEL, CONFIG)
     late = [
         Scored("late1", T0 + timedelta(minutes=7, seconds=13), ("AAPL", "MARKET"), {MODEL: (0.8, 0.15, 0.05)}),
         Scored("late2", T0 + timedelta(minutes=80), ("MSFT", "MARKET"), {MODEL: (0.1, 0.1, 0.8)}),  # in the empty hour
     ]
     with engine.begin() as connection:
         write_scored(connection, late)
-        assert update_timesteps(connection, touched_by(late), MODEL, CONFIG) > 0
+        assert update_series(connection, touched_by(late), MODEL, CONFIG) > 0
     incremental = snapshot(engine)
     assert_matches_pandas(engine)
 
     with engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE timesteps"))
+        connection.execute(sa.text("TRUNCATE buckets"))
     update(engine, touched_by(articles + late))
     assert snapshot(engine) == incremental
 
@@ -228,8 +228,8 @@ def test_another_model_version_neither_feeds_nor_seeds_the_series(engine: Engine
     new = [Scored("new", T0 + timedelta(hours=1), ("AAPL",), {MODEL: (0.1, 0.2, 0.7), "m0": (0.9, 0.05, 0.05)})]
     with engine.begin() as connection:
         write_scored(connection, old + new)
-        update_timesteps(connection, touched_by(old), "m0", CONFIG)
-        update_timesteps(connection, touched_by(new), MODEL, CONFIG)
+        update_series(connection, touched_by(old), "m0", CONFIG)
+        update_series(connection, touched_by(new), MODEL, CONFIG)
     rows = {(r[1], r[2], r[3]): r for r in snapshot(engine)}
     [m1_five] = [r for (width, _, version), r in rows.items() if width == 300 and version == MODEL]
     assert m1_five[SNAPSHOT_COLUMNS.index("article_count")] == 1
@@ -247,7 +247,7 @@ def test_series_fills_empty_buckets_and_carries_the_index(engine: Engine) -> Non
         write_scored(connection, articles)
     update(engine, touched_by(articles))
 
-    series = timestep_series(engine, "AAPL", 300, T0 - timedelta(seconds=1), T0 + timedelta(minutes=30))
+    series = filled_series(engine, "AAPL", 300, T0 - timedelta(seconds=1), T0 + timedelta(minutes=30))
     assert list(series["bucket_start"]) == [T0 + timedelta(minutes=5 * k) for k in range(6)]
     assert str(series["bucket_start"].dt.tz) == "UTC"
     assert list(series["article_count"]) == [1, 1, 0, 0, 1, 0]
@@ -263,14 +263,14 @@ def test_series_fills_empty_buckets_and_carries_the_index(engine: Engine) -> Non
     assert set(series["model_version"]) == {MODEL}
 
     # a window after the data starts from the index of the last stored bucket before it
-    later = timestep_series(engine, "AAPL", 300, T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=10))
+    later = filled_series(engine, "AAPL", 300, T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=10))
     assert list(later["article_count"]) == [0, 0]
     assert list(later["emotion_index"]) == [index[T0 + timedelta(minutes=20)]] * 2
 
     # before any data the index is unknown; another model version has no data at all
-    early = timestep_series(engine, "AAPL", 3600, T0 - timedelta(hours=3), T0 - timedelta(hours=1))
+    early = filled_series(engine, "AAPL", 3600, T0 - timedelta(hours=3), T0 - timedelta(hours=1))
     assert len(early) == 2 and early["emotion_index"].isna().all() and (early["article_count"] == 0).all()
-    other = timestep_series(engine, "AAPL", 300, T0, T0 + timedelta(minutes=10), model_version="m0")
+    other = filled_series(engine, "AAPL", 300, T0, T0 + timedelta(minutes=10), model_version="m0")
     assert list(other["article_count"]) == [0, 0] and other["emotion_index"].isna().all()
 
 
@@ -286,7 +286,7 @@ def test_concurrent_updates_of_one_entity_count_both_articles(engine: Engine) ->
             with engine.begin() as connection:
                 write_scored(connection, [article])
                 barrier.wait()
-                update_timesteps(connection, touched_by([article]), MODEL, CONFIG)
+                update_series(connection, touched_by([article]), MODEL, CONFIG)
                 time.sleep(0.5)  # keep the transaction open while the other one updates
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
@@ -314,13 +314,13 @@ def write_stories(engine: Engine, stories: list[tuple[str, datetime, str, str, f
     with engine.begin() as connection:
         write_articles(connection, records)
         write_scores(connection, scores)
-        update_timesteps(connection, {"DUMPCO": [at for _, at, _, _, _ in stories]}, MODEL, CONFIG)
+        update_series(connection, {"DUMPCO": [at for _, at, _, _, _ in stories]}, MODEL, CONFIG)
 
 
 def story_counts(engine: Engine) -> tuple[float, float, int]:
     with engine.connect() as connection:
         row = connection.execute(sa.text(
-            "SELECT sum(story_count), sum(adverse_count), sum(article_count) FROM timesteps "
+            "SELECT sum(story_count), sum(adverse_count), sum(article_count) FROM buckets "
             "WHERE entity = 'DUMPCO' AND width_seconds = 300")).one()
     return float(row[0]), float(row[1]), int(row[2])
 

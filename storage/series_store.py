@@ -1,7 +1,7 @@
 """SQL side of the per-entity emotion series: locks, reads of scored mentions and decay state, upserts.
 
-The arithmetic lives in pipeline/timesteps.py; this module only moves rows. Everything runs on the
-caller's connection, inside the worker's one transaction per batch, so the timesteps commit (or
+The arithmetic lives in pipeline/series.py; this module only moves rows. Everything runs on the
+caller's connection, inside the worker's one transaction per batch, so the buckets commit (or
 roll back) together with the articles and scores they were computed from.
 
 Concurrency: every article counts towards the market-wide entity, so two workers routinely update
@@ -39,13 +39,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import TypeEngine
 
-from storage.models import Article, ArticleEntity, ArticleScore, Timestep
+from storage.models import Article, ArticleEntity, ArticleScore, Bucket
 from storage.writes import unnest_rows
 
 
 @dataclass(frozen=True)
-class TimestepRow:
-    """One stored bucket of one entity's series; see pipeline/timesteps.py for the definitions."""
+class BucketRow:
+    """One stored bucket of one entity's series; see pipeline/series.py for the definitions."""
 
     entity: str
     width_seconds: int
@@ -77,7 +77,7 @@ STORY_MEMORY = timedelta(days=1)
 DecayRow = tuple[datetime, float, float]
 """(bucket_end, decay_sum, decay_weight) of a stored bucket."""
 
-_COLUMNS = [field.name for field in fields(TimestepRow)]
+_COLUMNS = [field.name for field in fields(BucketRow)]
 _KEY = ["entity", "width_seconds", "bucket_start"]
 
 
@@ -88,7 +88,7 @@ def scored_mentions_in(
     that have a `model_version` score, in the order of `ranges`.
 
     One query for the whole batch (a round trip per entity cost more than the arithmetic, see
-    bench/timesteps.py). Each list is ordered by (published_at, article_id), so the same data
+    bench/series.py). Each list is ordered by (published_at, article_id), so the same data
     always gives the same float sums.
     """
     wanted = _unnest(
@@ -142,14 +142,14 @@ def decay_states_before(
         start=([start for _, _, start in starts], DateTime(timezone=True)),
     )
     latest = (
-        select(Timestep.bucket_start, Timestep.decay_sum, Timestep.decay_weight)
+        select(Bucket.bucket_start, Bucket.decay_sum, Bucket.decay_weight)
         .where(
-            Timestep.entity == wanted.c.entity,
-            Timestep.width_seconds == wanted.c.width,
-            Timestep.bucket_start < wanted.c.start,
-            Timestep.model_version == model_version,
+            Bucket.entity == wanted.c.entity,
+            Bucket.width_seconds == wanted.c.width,
+            Bucket.bucket_start < wanted.c.start,
+            Bucket.model_version == model_version,
         )
-        .order_by(Timestep.bucket_start.desc())
+        .order_by(Bucket.bucket_start.desc())
         .limit(1)
         .lateral("latest")
     )
@@ -167,7 +167,7 @@ def _unnest(**arrays: tuple[list[Any], TypeEngine[Any]]) -> TableValuedAlias:
     return func.unnest(*parameters).table_valued(*columns).render_derived(name="wanted")
 
 
-def upsert_timesteps(connection: Connection, rows: Sequence[TimestepRow]) -> int:
+def upsert_buckets(connection: Connection, rows: Sequence[BucketRow]) -> int:
     """Insert or overwrite buckets in one statement; returns how many rows were new or changed.
 
     A bucket recomputed to the same values (a replayed batch) is left untouched, so `updated_at`
@@ -176,7 +176,7 @@ def upsert_timesteps(connection: Connection, rows: Sequence[TimestepRow]) -> int
     unique = list({(row.entity, row.width_seconds, row.bucket_start): row for row in rows}.values())
     if not unique:
         return 0
-    table = cast(Table, Timestep.__table__)
+    table = cast(Table, Bucket.__table__)
     columns = {name: [getattr(row, name) for row in unique] for name in _COLUMNS}
     inserted = insert(table).from_select(_COLUMNS, unnest_rows(table, columns))
     values = [name for name in _COLUMNS if name not in _KEY]

@@ -8,16 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.timesteps import (
+from pipeline.series import (
     INFLUENCE_HALF_LIVES,
     DecayState,
     ScoredMention,
-    TimestepConfig,
+    SeriesConfig,
     bucket_start,
     compute_buckets,
     recompute_spans,
 )
-from storage.timesteps_store import TimestepRow
+from storage.series_store import BucketRow
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 HOUR = 3600.0
@@ -28,7 +28,7 @@ def mention(at: datetime, negative: float, neutral: float, positive: float) -> S
 
 
 def buckets(mentions: list[ScoredMention], width: int = 300, half_life: float = HOUR,
-            previous: DecayState | None = None) -> list[TimestepRow]:
+            previous: DecayState | None = None) -> list[BucketRow]:
     return compute_buckets(mentions, width, half_life, previous, entity="AAPL", model_version="m1")
 
 
@@ -161,13 +161,13 @@ def test_naive_times_are_refused() -> None:
 
 
 def test_config_defaults_and_checks() -> None:
-    assert TimestepConfig() == TimestepConfig(widths=(300, 3600), half_life_seconds=3600.0)
+    assert SeriesConfig() == SeriesConfig(widths=(300, 3600), half_life_seconds=3600.0)
     with pytest.raises(ValueError, match="positive whole seconds"):
-        TimestepConfig(widths=(0,))
+        SeriesConfig(widths=(0,))
     with pytest.raises(ValueError, match="positive number of seconds"):
-        TimestepConfig(half_life_seconds=0)
+        SeriesConfig(half_life_seconds=0)
     with pytest.raises(ValueError, match="underflow"):
-        TimestepConfig(widths=(86400,), half_life_seconds=1)
+        SeriesConfig(widths=(86400,), half_life_seconds=1)
 
 
 def test_recompute_spans_reach_the_influence_horizon_and_merge() -> None:
