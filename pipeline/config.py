@@ -1,12 +1,21 @@
 """One settings object, read from `FINSENT_*` environment variables and an optional TOML file.
 
 Precedence: environment variable > TOML file (`FINSENT_CONFIG`, keys are the variable names
-without the prefix, lower-case) > documented default. Every value is checked at start so a typo
-fails with a message naming the variable and the expected form, never deep inside a worker.
+without the prefix, lower-case) > documented default. Every value a command uses is checked when
+it starts (its SECTIONS), so a typo fails with one line naming the variable and the expected form,
+never deep inside a worker.
+
+Each setting is one line of `Settings`: its type, section, default as typed, parser and meaning.
+Why not pydantic-settings (pydantic is installed through transformers, pydantic-settings is not):
+the parts that make this module are the ones it would need custom code for anyway: errors that
+name the variable or the TOML key they came from without echoing a secret, `5m`-style durations,
+values printed back as typed, and sections checked per command with the rest failing only when
+read. Plain parsers keep that in one place, with no extra dependency.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -290,146 +299,94 @@ def _plain_text(value: Any) -> str:
 _DURATION_PARSERS: tuple[Callable[[str], Any], ...] = (parse_duration_seconds,)
 _DURATION_LIST_PARSERS: tuple[Callable[[str], Any], ...] = (_bucket_widths, _horizons, _optional_bucket_widths)
 
+def setting(section: str, default: str, parse: Callable[[str], Any], help: str, *, secret: bool = False,
+            redact: Callable[[str], str] | None = None) -> Any:
+    """A Settings field with its spec (the field name is filled in from the class)."""
+    return dataclasses.field(metadata={"spec": SettingSpec(section, "", default, parse, help, secret, redact)})
+
+
 SECTIONS: tuple[str, ...] = (
     "kafka", "intake", "database", "model", "series", "service", "detection", "delivery", "channels",
 )
 """The parts of finsent the settings configure, in the order `finsent config` lists them."""
 
-SETTING_SPECS: tuple[SettingSpec, ...] = (
-    # kafka
-    SettingSpec("kafka", "kafka_bootstrap", "localhost:9092", _bootstrap, "Kafka bootstrap servers, comma-separated host:port"),
-    SettingSpec("kafka", "topic_news", "news", _topic, "topic the news articles arrive on"),
-    SettingSpec("kafka", "topic_dead_letter", "news.dlq", _topic, "topic rejected messages go to, with the reason in headers"),
-    SettingSpec("kafka", "topic_alerts", "alerts", _topic, "topic alert notifications are published on"),
-    SettingSpec("kafka", "topic_partitions", "4", _positive_int, "partitions for topics finsent creates (workers scale up to this)"),
-    SettingSpec("kafka", "consumer_group", "finsent-worker", _non_empty, "Kafka consumer group of the scoring workers"),
-    SettingSpec("kafka", "kafka_session_timeout_ms", "10s", _milliseconds, "consumer session timeout (group joins take about half of it)"),
-    SettingSpec("kafka", "kafka_heartbeat_interval_ms", "3s", _milliseconds, "consumer heartbeat interval, under a third of the session timeout"),
-    SettingSpec("kafka", "kafka_connect_timeout_ms", "30s", _milliseconds, "how long to wait for the broker at start before giving up"),
-    # intake
-    SettingSpec("intake", "batch_size", "256", _positive_int, "most messages written in one database transaction"),
-    SettingSpec("intake", "batch_max_wait_ms", "500ms", _milliseconds, "longest wait to fill a batch before writing what has arrived"),
-    SettingSpec("intake", "max_message_bytes", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized"),
-    SettingSpec("intake", "dead_letter_max_bytes", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)"),
-    SettingSpec("intake", "max_future_skew", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)"),
-    SettingSpec("intake", "earliest_published_at", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives"),
-    # database
-    SettingSpec("database", "database_url", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
-                secret=True, redact=redacted_database_url),
-    SettingSpec("database", "database_connect_timeout_ms", "30s", _milliseconds, "how long to wait for PostgreSQL at start before giving up"),
-    SettingSpec("database", "data_dir", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)"),
-    # model
-    SettingSpec("model", "model_path", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model"),
-    SettingSpec("model", "model_device", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps"),
-    SettingSpec("model", "model_labels", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)"),
-    SettingSpec("model", "model_quantize", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU"),
-    SettingSpec("model", "torch_threads", "0", _non_negative_int, "CPU threads for the model; 0 uses every core"),
-    # series
-    SettingSpec("series", "bucket_widths", "5m,1h", _bucket_widths, "bucket widths of the per-entity emotion series"),
-    SettingSpec("series", "emotion_half_life", "1h", parse_duration_seconds, "half-life of the decayed emotion index"),
-    SettingSpec("series", "entities_file", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list"),
-    SettingSpec("series", "market_entity", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)"),
-    # service
-    SettingSpec("service", "log_level", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
-    SettingSpec("service", "metrics_port", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none"),
-    SettingSpec("service", "metrics_host", "127.0.0.1", _bind_host, "address the /metrics endpoint listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 for scrapers and health checks on other hosts (containers)"),
-    # detection
-    SettingSpec("detection", "alert_interval", "1m", parse_duration_seconds, "how often the scheduler runs a detection pass"),
-    SettingSpec("detection", "alert_widths", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)"),
-    SettingSpec("detection", "alert_lateness", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged"),
-    SettingSpec("detection", "alert_idle_close", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed"),
-    SettingSpec("detection", "alert_horizons", "1h,6h,1d,3d", _horizons, "windows over which an entity's adverse stories are counted, each a multiple of the judged bucket width"),
-    SettingSpec("detection", "alert_trailing", "28d", parse_duration_seconds, "trailing event-time window of an entity's expected rate of adverse stories (whole hours)"),
-    SettingSpec("detection", "alert_prior_weight", "7d", parse_duration_seconds, "days of history the market-wide prior counts as, against an entity's own history"),
-    SettingSpec("detection", "alert_false_alarms_per_year", "1", _positive_float, "alarm budget: expected false alarms per entity-year under the count model; sets the tail-probability threshold"),
-    SettingSpec("detection", "alert_min_stories", "3", _positive_float, "least distinct adverse stories within a horizon for an alert"),
-    SettingSpec("detection", "alert_resolve_buckets", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert"),
-    SettingSpec("detection", "alert_repeat_interval", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)"),
-    # delivery
-    SettingSpec("delivery", "silence_max", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long"),
-    SettingSpec("delivery", "alert_routes", "", _optional_text, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert); checked by the commands that deliver"),
-    SettingSpec("delivery", "delivery_max_attempts", "8", _positive_int, "attempts per delivery before it is marked failed"),
-    SettingSpec("delivery", "delivery_backoff", "5s", parse_duration_seconds, "first retry delay; doubles each attempt, with jitter"),
-    SettingSpec("delivery", "delivery_backoff_max", "15m", parse_duration_seconds, "longest retry delay"),
-    SettingSpec("delivery", "delivery_timeout", "10s", parse_duration_seconds, "timeout of one delivery attempt"),
-    # channels
-    SettingSpec("channels", "alert_webhook_url", "", _optional_url, "JSON webhook URL; empty turns the channel off",
-                redact=redacted_webhook_url),
-    SettingSpec("channels", "alert_webhook_secret", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
-                secret=True),
-    SettingSpec("channels", "alert_slack_webhook_url", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off",
-                secret=True, redact=redacted_secret_url),
-    SettingSpec("channels", "alert_smtp_host", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off"),
-    SettingSpec("channels", "alert_smtp_port", "587", _positive_int, "SMTP port"),
-    SettingSpec("channels", "alert_smtp_starttls", "true", _boolean, "upgrade the SMTP connection with STARTTLS"),
-    SettingSpec("channels", "alert_smtp_user", "", _optional_text, "SMTP login user; empty skips login"),
-    SettingSpec("channels", "alert_smtp_password", "", _optional_text, "SMTP login password", secret=True),
-    SettingSpec("channels", "alert_email_from", "finsent@localhost", _non_empty, "sender address of alert e-mails"),
-    SettingSpec("channels", "alert_email_to", "", _email_list, "recipients of alert e-mails, comma-separated"),
-    SettingSpec("channels", "alert_kafka", "true", _boolean, "publish alerts as JSON on the alerts topic"),
-)
 
 
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap: str
-    topic_news: str
-    topic_dead_letter: str
-    topic_alerts: str
-    topic_partitions: int
-    consumer_group: str
-    kafka_session_timeout_ms: int
-    kafka_heartbeat_interval_ms: int
-    kafka_connect_timeout_ms: int
-    batch_size: int
-    batch_max_wait_ms: int
-    max_message_bytes: int
-    dead_letter_max_bytes: int
-    max_future_skew: int
-    earliest_published_at: datetime
-    database_url: Secret
-    database_connect_timeout_ms: int
-    data_dir: Path
-    model_path: Path | None
-    model_device: str
-    model_labels: tuple[str, ...]
-    model_quantize: str
-    torch_threads: int
-    bucket_widths: tuple[int, ...]
-    emotion_half_life: int
-    entities_file: Path | None
-    market_entity: str
-    log_level: str
-    metrics_port: int | None
-    metrics_host: str
-    alert_interval: int
-    alert_widths: tuple[int, ...]
-    alert_lateness: int
-    alert_idle_close: int
-    alert_horizons: tuple[int, ...]
-    alert_trailing: int
-    alert_prior_weight: int
-    alert_false_alarms_per_year: float
-    alert_min_stories: float
-    alert_resolve_buckets: int
-    alert_repeat_interval: int
-    silence_max: int
-    alert_routes: str
-    delivery_max_attempts: int
-    delivery_backoff: int
-    delivery_backoff_max: int
-    delivery_timeout: int
-    alert_webhook_url: str
-    alert_webhook_secret: Secret
-    alert_slack_webhook_url: Secret
-    alert_smtp_host: str
-    alert_smtp_port: int
-    alert_smtp_starttls: bool
-    alert_smtp_user: str
-    alert_smtp_password: Secret
-    alert_email_from: str
-    alert_email_to: tuple[str, ...]
-    alert_kafka: bool
+    """Every setting, one line each: its section, default, parser and meaning (SETTING_SPECS is read from here)."""
+
+    # kafka
+    kafka_bootstrap: str = setting("kafka", "localhost:9092", _bootstrap, "Kafka bootstrap servers, comma-separated host:port")
+    topic_news: str = setting("kafka", "news", _topic, "topic the news articles arrive on")
+    topic_dead_letter: str = setting("kafka", "news.dlq", _topic, "topic rejected messages go to, with the reason in headers")
+    topic_alerts: str = setting("kafka", "alerts", _topic, "topic alert notifications are published on")
+    topic_partitions: int = setting("kafka", "4", _positive_int, "partitions for topics finsent creates (workers scale up to this)")
+    consumer_group: str = setting("kafka", "finsent-worker", _non_empty, "Kafka consumer group of the scoring workers")
+    kafka_session_timeout_ms: int = setting("kafka", "10s", _milliseconds, "consumer session timeout (group joins take about half of it)")
+    kafka_heartbeat_interval_ms: int = setting("kafka", "3s", _milliseconds, "consumer heartbeat interval, under a third of the session timeout")
+    kafka_connect_timeout_ms: int = setting("kafka", "30s", _milliseconds, "how long to wait for the broker at start before giving up")
+    # intake
+    batch_size: int = setting("intake", "256", _positive_int, "most messages written in one database transaction")
+    batch_max_wait_ms: int = setting("intake", "500ms", _milliseconds, "longest wait to fill a batch before writing what has arrived")
+    max_message_bytes: int = setting("intake", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized")
+    dead_letter_max_bytes: int = setting("intake", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)")
+    max_future_skew: int = setting("intake", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)")
+    earliest_published_at: datetime = setting("intake", "1980-01-01T00:00:00Z", _utc_moment, "articles dated before this are dead-lettered as bad_timestamp (placeholder dates such as 1970-01-01); lower it to backfill older archives")
+    # database
+    database_url: Secret = setting("database", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
+        secret=True, redact=redacted_database_url)
+    database_connect_timeout_ms: int = setting("database", "30s", _milliseconds, "how long to wait for PostgreSQL at start before giving up")
+    data_dir: Path = setting("database", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)")
+    # model
+    model_path: Path | None = setting("model", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model")
+    model_device: str = setting("model", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps")
+    model_labels: tuple[str, ...] = setting("model", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)")
+    model_quantize: str = setting("model", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU")
+    torch_threads: int = setting("model", "0", _non_negative_int, "CPU threads for the model; 0 uses every core")
+    # series
+    bucket_widths: tuple[int, ...] = setting("series", "5m,1h", _bucket_widths, "bucket widths of the per-entity emotion series")
+    emotion_half_life: int = setting("series", "1h", parse_duration_seconds, "half-life of the decayed emotion index")
+    entities_file: Path | None = setting("series", "", _optional_path, "CSV of ticker,name,aliases (aliases separated by |); empty uses the shipped list")
+    market_entity: str = setting("series", "MARKET", _non_empty, "entity every article also counts towards (market-wide series)")
+    # service
+    log_level: str = setting("service", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR")
+    metrics_port: int | None = setting("service", "", _optional_port, "port of the Prometheus /metrics endpoint of finsent worker and finsent scheduler; empty: none")
+    metrics_host: str = setting("service", "127.0.0.1", _bind_host, "address the /metrics endpoint listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 for scrapers and health checks on other hosts (containers)")
+    # detection
+    alert_interval: int = setting("detection", "1m", parse_duration_seconds, "how often the scheduler runs a detection pass")
+    alert_widths: tuple[int, ...] = setting("detection", "", _optional_bucket_widths, "bucket widths detection judges, each one of FINSENT_BUCKET_WIDTHS (empty: the smallest)")
+    alert_lateness: int = setting("detection", "2m", parse_duration_seconds, "how long after its end a bucket may still receive late articles before it is judged")
+    alert_idle_close: int = setting("detection", "10m", parse_duration_seconds, "with no article ingested for this long, buckets up to the wall clock count as closed")
+    alert_horizons: tuple[int, ...] = setting("detection", "1h,6h,1d,3d", _horizons, "windows over which an entity's adverse stories are counted, each a multiple of the judged bucket width")
+    alert_trailing: int = setting("detection", "28d", parse_duration_seconds, "trailing event-time window of an entity's expected rate of adverse stories (whole hours)")
+    alert_prior_weight: int = setting("detection", "7d", parse_duration_seconds, "days of history the market-wide prior counts as, against an entity's own history")
+    alert_false_alarms_per_year: float = setting("detection", "1", _positive_float, "alarm budget: expected false alarms per entity-year under the count model; sets the tail-probability threshold")
+    alert_min_stories: float = setting("detection", "3", _positive_float, "least distinct adverse stories within a horizon for an alert")
+    alert_resolve_buckets: int = setting("detection", "3", _positive_int, "consecutive quiet buckets that resolve a firing alert")
+    alert_repeat_interval: int = setting("detection", "4h", parse_duration_seconds, "a firing alert is notified again after this long (unless acknowledged)")
+    # delivery
+    silence_max: int = setting("delivery", "30d", parse_duration_seconds, "longest `finsent silence --for`: a forgotten silence hides alerts for at most this long")
+    alert_routes: str = setting("delivery", "", _optional_text, "CHANNEL:ENTITY-GLOB:MIN-SEVERITY routes separated by ';' (empty: every channel, every alert); checked by the commands that deliver")
+    delivery_max_attempts: int = setting("delivery", "8", _positive_int, "attempts per delivery before it is marked failed")
+    delivery_backoff: int = setting("delivery", "5s", parse_duration_seconds, "first retry delay; doubles each attempt, with jitter")
+    delivery_backoff_max: int = setting("delivery", "15m", parse_duration_seconds, "longest retry delay")
+    delivery_timeout: int = setting("delivery", "10s", parse_duration_seconds, "timeout of one delivery attempt")
+    # channels
+    alert_webhook_url: str = setting("channels", "", _optional_url, "JSON webhook URL; empty turns the channel off",
+        redact=redacted_webhook_url)
+    alert_webhook_secret: Secret = setting("channels", "", _optional_text, "HMAC-SHA256 key for the webhook's X-Finsent-Signature header",
+        secret=True)
+    alert_slack_webhook_url: Secret = setting("channels", "", _optional_url, "Slack-compatible incoming-webhook URL; empty turns the channel off",
+        secret=True, redact=redacted_secret_url)
+    alert_smtp_host: str = setting("channels", "", _optional_text, "SMTP server for e-mail alerts; empty turns the channel off")
+    alert_smtp_port: int = setting("channels", "587", _positive_int, "SMTP port")
+    alert_smtp_starttls: bool = setting("channels", "true", _boolean, "upgrade the SMTP connection with STARTTLS")
+    alert_smtp_user: str = setting("channels", "", _optional_text, "SMTP login user; empty skips login")
+    alert_smtp_password: Secret = setting("channels", "", _optional_text, "SMTP login password", secret=True)
+    alert_email_from: str = setting("channels", "finsent@localhost", _non_empty, "sender address of alert e-mails")
+    alert_email_to: tuple[str, ...] = setting("channels", "", _email_list, "recipients of alert e-mails, comma-separated")
+    alert_kafka: bool = setting("channels", "true", _boolean, "publish alerts as JSON on the alerts topic")
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
@@ -552,6 +509,12 @@ class Settings:
                 )
         if self.alert_trailing % 3600:
             raise ConfigError(f"FINSENT_ALERT_TRAILING={self.alert_trailing}s must be whole hours, e.g. 28d or 672h")
+
+
+SETTING_SPECS: tuple[SettingSpec, ...] = tuple(
+    dataclasses.replace(spec.metadata["spec"], field=spec.name) for spec in dataclasses.fields(Settings)
+)
+"""One spec per setting, in the order of the class (the order `finsent config` lists them in)."""
 
 
 @dataclass(frozen=True)

@@ -19,34 +19,15 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from consumers.batch_consumer import BatchReport
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class BatchFigures(Protocol):
-    """What a batch report says that the metrics count (consumers.batch_consumer.BatchReport has it).
-
-    Protocols rather than the components' report types: metrics sits under every component and
-    imports none of them."""
-
-    @property
-    def consumed(self) -> int: ...
-    @property
-    def stored(self) -> int: ...
-    @property
-    def dead_lettered(self) -> int: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def committed(self) -> bool: ...
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def lag(self) -> int | None: ...
-
-
 class StoredFigures(Protocol):
+    """What a pass stored: transitions by kind, new alerts by (rule, severity)."""
+
     @property
     def transitions(self) -> Mapping[str, int]: ...
     @property
@@ -54,7 +35,10 @@ class StoredFigures(Protocol):
 
 
 class PassFigures(Protocol):
-    """What a detection pass report says (pipeline.alerting.detection_pass.PassReport has it)."""
+    """What a detection pass report says (pipeline.alerting.detection_pass.PassReport has it).
+
+    Protocols for the alerting side's reports: metrics sits under the components and imports none
+    of them (the batch report comes from consumers/, the layer below)."""
 
     @property
     def duration_ms(self) -> float: ...
@@ -71,6 +55,7 @@ class DispatchFigures(Protocol):
 
     @property
     def by_channel(self) -> Mapping[tuple[str, Literal["sent", "retried", "failed"]], int]: ...
+
 
 NAMESPACE = "finsent"
 BATCH_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -112,7 +97,7 @@ class WorkerMetrics:
     def model_loaded(self, model_version: str, device: str) -> None:
         self._model.labels(model_version=model_version, device=device).set(1)
 
-    def record_batch(self, report: BatchFigures, scored: int, scoring_s: float) -> None:
+    def record_batch(self, report: BatchReport, scored: int, scoring_s: float) -> None:
         self.consumed.inc(report.consumed)
         self.stored.inc(report.stored)
         self.scored.inc(scored)

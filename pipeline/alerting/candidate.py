@@ -19,31 +19,47 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Candidate:
-    """One row of `rules.CANDIDATE_COLUMNS`: the rarest horizon of an entity at a bucket."""
+    """One row of `rules.CANDIDATE_COLUMNS`: an entity at a bucket, judged at its rarest horizon."""
 
     entity: str
     rule: str
+    """negative_news for a company, market_negative_news for the market-wide entity."""
     bucket_start: datetime
     severity: str
+    """From the rarity: the expected false alarms per entity-year at this tail probability."""
     value: float
+    """Stories counted over the horizon (adverse, or risk-event ones for that metric)."""
     baseline: float
+    """Stories the entity's expected rate predicts over the same horizon."""
     triggered: bool = True
     """False for a hot bucket: still past the threshold but not a trigger (it keeps a firing alert open)."""
     width_seconds: int | None = None
     horizon_seconds: int | None = None
+    """The horizon the value was counted over (1h, 6h, 1d, 3d by default)."""
     tail_probability: float | None = None
+    """Chance of a count at least this high under the negative-binomial model (looks corrected)."""
     false_alarms_per_year: float | None = None
+    """The tail probability as false alarms per entity-year, the unit of the alarm budget."""
     threshold: float | None = None
+    """The tail probability the alarm budget allows."""
     adverse_stories: float | None = None
+    """Distinct adverse stories in the horizon: the minimum evidence is counted in these."""
     article_count: int = 0
     baseline_stories: float | None = None
+    """Adverse stories in the entity's own trailing window."""
     exposure_days: float | None = None
+    """Days of the entity's own history behind the baseline."""
     own_weight: float | None = None
+    """Share of the baseline from the entity's own history; the rest is the peers' prior."""
     prior_rate: float | None = None
+    """The peers' leave-one-out median rate of adverse stories per day."""
     mean_p_negative: float | None = None
+    """Mean p_negative of the horizon's articles, beside its baseline below."""
     baseline_p_negative: float | None = None
     baseline_source: str | None = None
+    """own when the entity's history carries the baseline, else prior."""
     metric: str | None = None
+    """adverse_stories or risk_event_stories: which count fired."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Candidate:

@@ -97,12 +97,7 @@ def test_worker_start_migrates_an_empty_database(empty_database: Engine) -> None
 
 def test_migration_0002_gives_existing_timesteps_an_empty_decay_state(empty_database: Engine) -> None:
     upgrade(empty_database, "0001")
-    with empty_database.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,"
-            " mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index)"
-            " VALUES ('AAPL', 300, '2026-03-02T14:00:00Z', 'm1', 1, 0.1, 0.2, 0.7, 0, 0.6, 0.6)"
-        ))
+    insert_old_bucket(empty_database)
     upgrade(empty_database)
     with empty_database.connect() as connection:
         state = connection.execute(sa.text("SELECT decay_sum, decay_weight FROM buckets")).one()
@@ -115,12 +110,7 @@ def test_migration_0002_gives_existing_timesteps_an_empty_decay_state(empty_data
 
 def test_migration_0006_renames_the_buckets_and_keeps_the_old_names_readable(empty_database: Engine) -> None:
     upgrade(empty_database, "0005")
-    with empty_database.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO timesteps (entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative,"
-            " mean_p_neutral, mean_p_positive, negative_share, mean_sentiment, emotion_index, decay_sum, decay_weight)"
-            " VALUES ('AAPL', 300, '2026-03-02T14:00:00Z', 'm1', 1, 0.1, 0.2, 0.7, 0, 0.6, 0.6, 0.6, 1)"
-        ))
+    insert_old_bucket(empty_database, decay_state=True)
     upgrade(empty_database)
     with empty_database.connect() as connection:
         stored = connection.execute(sa.text("SELECT entity, article_count FROM buckets")).all()
@@ -136,3 +126,14 @@ def test_migration_0006_renames_the_buckets_and_keeps_the_old_names_readable(emp
     with empty_database.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM timesteps")).scalar_one() == 1
         assert not sa.inspect(connection).has_table("buckets")
+
+
+def insert_old_bucket(engine: Engine, *, decay_state: bool = False) -> None:
+    """One AAPL bucket written into the table by its name before migration 0006 (with the decay state of 0002 on)."""
+    columns = ("entity, width_seconds, bucket_start, model_version, article_count, mean_p_negative, mean_p_neutral,"
+               " mean_p_positive, negative_share, mean_sentiment, emotion_index")
+    values = "'AAPL', 300, '2026-03-02T14:00:00Z', 'm1', 1, 0.1, 0.2, 0.7, 0, 0.6, 0.6"
+    if decay_state:
+        columns, values = f"{columns}, decay_sum, decay_weight", f"{values}, 0.6, 1"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"INSERT INTO timesteps ({columns}) VALUES ({values})"))

@@ -4,20 +4,14 @@ The table of per-entity buckets was `timesteps` and its view `entity_timeseries`
 the CLI and the README spoke of series and buckets. The table becomes `buckets` (its index and
 primary key follow) and the view `entity_series`. The old names stay as plain views over the new
 ones, so SQL written against them keeps reading the same rows (writes go to `buckets`).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-01 12:30:00
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:
