@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/finsent model install
 	$(PY) -m pytest
 
 demo: setup

@@ -10,7 +10,9 @@ What it measures
        (the usual "pipeline() in a loop");
     2. pipeline batched: the same pipeline called once with the whole list, batch_size=32;
     3. Scorer fp32: `pipeline.scoring.scorer.Scorer` on the shipped model (or --model);
-    4. Scorer int8: the same with dynamic int8 quantization (`quantize_int8=True`), CPU only;
+    4. Scorer bf16: the same under bf16 autocast (FINSENT_MODEL_PRECISION=bf16; `auto` picks it on
+       CPUs with AMX or AVX512-BF16), CPU;
+       Scorer int8: the same with dynamic int8 quantization (`quantize_int8=True`), CPU only;
     5. Scorer fp32 on the pipeline's own network (the identical HF classifier, see below);
     with --experiments, two runtimes the field uses, tried against the eager Scorer (finsent keeps
     one only if it measurably wins): 6. the Scorer's network under torch.compile(dynamic=True)
@@ -241,6 +243,8 @@ class VariantSpec:
     network: str
     """'hf' (the untrained HF classifier) or 'scorer' (the shipped model, --model, or the stand-in)."""
     quantize_int8: bool = False
+    precision: str = "fp32"
+    """Scorer on CPU: fp32 or bf16 autocast (FINSENT_MODEL_PRECISION); on GPU the Scorer runs auto (bf16)."""
     half: bool = False
     """Pipeline on GPU: load the weights in bf16 (fp16 where bf16 is not supported)."""
     runtime: str = "eager"
@@ -250,7 +254,7 @@ class VariantSpec:
     def title(self) -> str:
         """For progress lines (the table names the precision each variant actually ran at)."""
         device = "GPU" if self.device == "cuda" else "CPU"
-        extra = " int8" if self.quantize_int8 else " bf16/fp16" if self.half else ""
+        extra = " int8" if self.quantize_int8 else " bf16/fp16" if self.half else " bf16" if self.precision == "bf16" else ""
         return f"{device} {self.label}{extra}"
 
 
@@ -291,6 +295,7 @@ def plan_variants(options: BenchOptions, cuda: bool) -> list[VariantSpec]:
             VariantSpec("cpu-loop", "pipeline per text", "pipeline-loop", "cpu", "hf"),
             VariantSpec("cpu-batched", f"pipeline batch_size={PIPELINE_BATCH_SIZE}", "pipeline-batched", "cpu", "hf"),
             VariantSpec("cpu-scorer", "Scorer", "scorer", "cpu", "scorer"),
+            VariantSpec("cpu-scorer-bf16", "Scorer", "scorer", "cpu", "scorer", precision="bf16"),
             VariantSpec("cpu-scorer-int8", "Scorer", "scorer", "cpu", "scorer", quantize_int8=True),
             VariantSpec("cpu-scorer-hf", "Scorer on pipeline's network", "scorer", "cpu", "hf"),
         ]
@@ -400,12 +405,10 @@ class PipelineRunner:
 
 class ScorerRunner:
     def __init__(self, spec: VariantSpec, model_path: Path | None, threads: int) -> None:
-        self.scorer = Scorer.load(model_path, spec.device, threads=threads, quantize_int8=spec.quantize_int8)
+        self.scorer = Scorer.load(model_path, spec.device, threads=threads, quantize_int8=spec.quantize_int8,
+                                  precision="auto" if spec.device == "cuda" else spec.precision)
         self.window_tokens = self.scorer.model.max_length
-        if spec.device == "cuda":
-            self.precision = "bf16 autocast" if torch.cuda.is_bf16_supported() else "fp16 autocast"
-        else:
-            self.precision = "int8 dynamic" if spec.quantize_int8 else "fp32"
+        self.precision = {"int8": "int8 dynamic", "fp32": "fp32"}.get(self.scorer.precision, f"{self.scorer.precision} autocast")
         if spec.runtime == "compile":
             # dynamic=True: one graph for every (batch, length) the micro-batcher produces.
             self.scorer.model.module = torch.compile(self.scorer.model.module, dynamic=True)
@@ -505,7 +508,7 @@ def measure_variant(spec: VariantSpec, options: BenchOptions, networks: Networks
     if isinstance(runner, ScorerRunner) and spec.network == "hf":
         result.agreement = pipeline_agreement(runner, networks.hf_classifier, spec.device, headlines[:AGREEMENT_TEXTS])
     if isinstance(runner, ScorerRunner) and spec.runtime != "eager":
-        eager = Scorer.load(networks.scorer_model, spec.device, threads=options.threads)
+        eager = Scorer.load(networks.scorer_model, spec.device, threads=options.threads, precision="fp32")
         texts = headlines[:AGREEMENT_TEXTS]
         result.eager_agreement = max(
             abs(a - b)

@@ -171,6 +171,13 @@ def _quantize(text: str) -> str:
     return value
 
 
+def _precision(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "fp32", "bf16"):
+        raise ValueError("expected auto, fp32 or bf16")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -343,6 +350,7 @@ class Settings:
     model_device: str = setting("model", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps")
     model_labels: tuple[str, ...] = setting("model", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)")
     model_quantize: str = setting("model", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU")
+    model_precision: str = setting("model", "auto", _precision, "auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16")
     torch_threads: int = setting("model", "0", _non_negative_int, "CPU threads for the model; 0 uses every core")
     # series
     bucket_widths: tuple[int, ...] = setting("series", "5m,1h", _bucket_widths, "bucket widths of the per-entity emotion series")
@@ -472,6 +480,8 @@ class Settings:
         if "model" in sections:
             if self.model_quantize == "int8" and self.model_device not in ("auto", "cpu"):
                 raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
+            if self.model_quantize == "int8" and self.model_precision == "bf16":
+                raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 keeps fp32 activations: drop FINSENT_MODEL_PRECISION=bf16 or int8")
             if self.model_labels and len(self.model_labels) != 3:
                 raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
             _check_exists("model_path", self.model_path)

