@@ -237,6 +237,7 @@ def load_scorer(settings: Settings) -> Scorer:
         quantize_int8=settings.model_quantize == "int8",
         precision=settings.model_precision,
         label_names=settings.model_labels or None,
+        data_dir=settings.data_dir,
     )
 
 

@@ -46,7 +46,7 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...] | None] = {
     "series": _QUERY, "entities": _QUERY, "articles": _QUERY, "alerts": _QUERY, "plot": _QUERY,
     "ack": ("database",), "silence": ("database", "series", "delivery"), "db": ("database",),
     "backtest": (*_QUERY, "detection"),
-    "train": ("model",), "eval": ("model",), "model": ("database",),
+    "train": ("model", "database"), "eval": ("model", "database"), "model": ("database",),
 }
 """The settings sections each command uses (None: all), checked when it starts; "service" (the log
 level) always. A bad value in another section fails only if it is read, so a typo in an alert

@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.counts import fraction, positive_float, positive_int
 from pipeline.errors import UserError
+from pipeline.scoring.base_model import BASES
 from pipeline.scoring.training_config import TrainingConfig
 
 
@@ -25,6 +26,9 @@ def add_model_commands(commands: Any) -> None:
 
     train = commands.add_parser("train", description="fine-tune the sentiment model on labelled CSVs (text,label)")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="CSV files with columns text,label")
+    train.add_argument("--base", choices=sorted(BASES), default=TrainingConfig.base,
+                       help="encoder to adapt: minilm (fast, shipped with finsent) or mpnet (accurate; `finsent model install` "
+                            "first) (default minilm)")
     train.add_argument("--out", type=Path, help="directory for the trained model (not needed with --folds)")
     train.add_argument("--epochs", type=positive_int, default=TrainingConfig.epochs)
     train.add_argument("--batch-size", type=positive_int, default=TrainingConfig.batch_size)
@@ -56,7 +60,7 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
         raise UserError(f"--folds {arguments.folds}: cross-validation needs at least 2 folds")
     data = load_training_data(arguments.data)
     config = TrainingConfig(
-        epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
+        base=arguments.base, epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
         lora_rank=arguments.rank, lora_alpha=2.0 * arguments.rank, patience=arguments.patience, seed=arguments.seed,
     )
     if settings.torch_threads:
@@ -67,14 +71,16 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
     if on_file not in {path.name for path in arguments.data}:
         raise UserError(f"--target {on_file!r} is not one of the --data files: name one of them, e.g. {arguments.data[0].name}")
     if arguments.folds is not None:
-        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction, arguments.report)
+        report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction, arguments.report,
+                                settings.data_dir)
         done = "" if report["complete"] else f" (partial: {len(report['per_fold'])} folds)"
         print(f"{arguments.folds}-fold cross-validation on {on_file}{done}: "
               f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}, "
               f"macro-F1 {report['macro_f1_mean']:.4f} ± {report['macro_f1_std']:.4f}")
         return 0
     command = "finsent train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "finsent train"
-    version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command)
+    version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command,
+                                         settings.data_dir)
     print(f"saved {version} to {arguments.out}\nvalidation ({validation.count} held-out examples):\n{validation.render()}")
     if arguments.report:
         write_json(arguments.report, validation.to_json() | {"model_version": version})

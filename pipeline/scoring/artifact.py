@@ -1,5 +1,6 @@
-"""Saving and loading models: the project's LoRA artifact on the packaged base, or any local
-Hugging Face sequence-classification directory with a label mapping.
+"""Saving and loading models: the project's LoRA artifact on one of its base encoders
+(pipeline/scoring/base_model.py), or any local Hugging Face sequence-classification directory
+with a label mapping.
 
 The project's artifact is a directory with `finsent_model.json` (labels, base, adapter shape,
 training record) and `adapter.safetensors` (LoRA matrices plus the few full tensors trained:
@@ -22,7 +23,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from pipeline.errors import UserError
-from pipeline.scoring.base_model import BASE_MODEL_ID, base_model_dir
+from pipeline.scoring.base_model import MINILM, BaseEncoder, base_by_source
 from pipeline.scoring.classifier import MeanPoolClassifier
 from pipeline.scoring.labels import LABELS, canonical_label
 from pipeline.scoring.lora import LoRALinear, apply_lora_deltas
@@ -52,8 +53,8 @@ class LoadedModel:
         return raw[:, list(self.label_order)] if self.label_order != (0, 1, 2) else raw
 
 
-def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, Any]) -> str:
-    """Write the adapter and manifest; returns the model version (derived from the weights)."""
+def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, Any], base: BaseEncoder = MINILM) -> str:
+    """Write the adapter and manifest; returns the model version (derived from the weights, named after the base)."""
     tensors: dict[str, torch.Tensor] = {}
     targets: list[str] = []
     for name, module in model.named_modules():
@@ -68,20 +69,22 @@ def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, 
     for key in sorted(tensors):
         digest.update(key.encode())
         digest.update(tensors[key].float().numpy().tobytes())
-    version = f"finsent-minilm-lora-{digest.hexdigest()[:12]}"
+    version = f"finsent-{base.key}-lora-{digest.hexdigest()[:12]}"
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / WEIGHTS))
-    full_manifest = {"format": ARTIFACT_FORMAT, "version": version, "base": BASE_MODEL_ID, "labels": list(LABELS),
+    full_manifest = {"format": ARTIFACT_FORMAT, "version": version, "base": base.source, "labels": list(LABELS),
                      "pooling": "mean", "lora_targets": targets, **manifest}
     (out_dir / MANIFEST).write_text(json.dumps(full_manifest, indent=2) + "\n", encoding="utf-8")
     return version
 
 
-def load_model(path: Path | None, device: torch.device, label_names: Sequence[str] | None = None) -> LoadedModel:
-    """The shipped model (path None), a finsent artifact dir, or a Hugging Face classifier dir."""
+def load_model(path: Path | None, device: torch.device, label_names: Sequence[str] | None = None,
+               data_dir: Path | None = None) -> LoadedModel:
+    """The shipped model (path None), a finsent artifact dir, or a Hugging Face classifier dir.
+    `data_dir` (FINSENT_DATA_DIR) is where an installed base encoder lives."""
     directory = path or SHIPPED_MODEL_DIR
     if (directory / MANIFEST).exists():
-        return _load_finsent(directory, device)
+        return _load_finsent(directory, device, data_dir)
     if (directory / "config.json").exists():
         return _load_hugging_face(directory, device, label_names)
     raise UserError(
@@ -90,11 +93,11 @@ def load_model(path: Path | None, device: torch.device, label_names: Sequence[st
     )
 
 
-def _load_finsent(directory: Path, device: torch.device) -> LoadedModel:
+def _load_finsent(directory: Path, device: torch.device, data_dir: Path | None) -> LoadedModel:
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise UserError(f"{directory / MANIFEST}: unknown format {manifest.get('format')!r}, expected {ARTIFACT_FORMAT}")
-    base = base_model_dir()
+    base = base_by_source(str(manifest.get("base", MINILM.source))).directory(data_dir)
     encoder = AutoModel.from_pretrained(base, local_files_only=True)
     model = MeanPoolClassifier(encoder, len(LABELS))
     tensors = load_file(str(directory / WEIGHTS))

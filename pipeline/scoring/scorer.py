@@ -104,11 +104,12 @@ class Scorer:
         label_names: Sequence[str] | None = None,
         token_budget: int = DEFAULT_TOKEN_BUDGET,
         precision: str = "auto",
+        data_dir: Path | None = None,
     ) -> Scorer:
         chosen = choose_device(device)
         if chosen.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
-        return cls(load_model(model_path, chosen, label_names), chosen, quantize_int8=quantize_int8, token_budget=token_budget,
+        return cls(load_model(model_path, chosen, label_names, data_dir), chosen, quantize_int8=quantize_int8, token_budget=token_budget,
                    precision=precision)
 
     @property

@@ -9,20 +9,19 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from pipeline.scoring.base_model import base_model_dir
+from pipeline.scoring.base_model import BASES
 from pipeline.scoring.classifier import MeanPoolClassifier
 from pipeline.scoring.dataset import Example
 from pipeline.scoring.evaluation import ClassificationReport, classification_report
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.lora import add_lora
 from pipeline.scoring.training_config import TrainingConfig
-
-ENCODER_LINEARS = r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)$"
 
 
 @dataclass
@@ -44,22 +43,25 @@ Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback, e.g. a progress bar."""
 
 
-def build_trainable_model(config: TrainingConfig) -> MeanPoolClassifier:
-    encoder = AutoModel.from_pretrained(base_model_dir(), local_files_only=True)
+def build_trainable_model(config: TrainingConfig, data_dir: Path | None = None) -> MeanPoolClassifier:
+    base = BASES[config.base]
+    encoder = AutoModel.from_pretrained(base.directory(data_dir), local_files_only=True)
     model = MeanPoolClassifier(encoder, len(LABELS))
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith("head.") or "LayerNorm" in name or name.endswith(".bias")
-    add_lora(model.encoder, ENCODER_LINEARS, config.lora_rank, config.lora_alpha, config.lora_dropout)
+    if not add_lora(model.encoder, base.lora_targets, config.lora_rank, config.lora_alpha, config.lora_dropout):
+        raise ValueError(f"no Linear layer of {base.name} matches its LoRA targets {base.lora_targets!r}")
     return model
 
 
 def train_model(
-    config: TrainingConfig, train: Sequence[Example], validation: Sequence[Example], progress: Progress | None = None
+    config: TrainingConfig, train: Sequence[Example], validation: Sequence[Example], progress: Progress | None = None,
+    data_dir: Path | None = None,
 ) -> TrainingResult:
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_model_dir(), local_files_only=True)
-    model = build_trainable_model(config)
+    tokenizer = AutoTokenizer.from_pretrained(BASES[config.base].directory(data_dir), local_files_only=True)
+    model = build_trainable_model(config, data_dir)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     encoded = _encode(tokenizer, train, config.max_length)

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    base: str = "minilm"
+    """The encoder to adapt: minilm (the fast model) or mpnet (the accurate one; `finsent model install`)."""
     epochs: int = 6
     batch_size: int = 32
     learning_rate: float = 1e-3

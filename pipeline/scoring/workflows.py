@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.scoring.artifact import save_artifact
+from pipeline.scoring.base_model import BASES
 from pipeline.scoring.dataset import Example, deduplicate, read_labelled_csv, stratified_folds, stratified_split
 from pipeline.scoring.evaluation import ClassificationReport, classification_report
 from pipeline.scoring.labels import LABELS
@@ -66,7 +67,8 @@ class _Bar:
 
 
 def train_and_save(
-    data: TrainingData, config: TrainingConfig, out_dir: Path, validation_fraction: float, validate_on: str, command: str
+    data: TrainingData, config: TrainingConfig, out_dir: Path, validation_fraction: float, validate_on: str, command: str,
+    data_dir: Path | None = None,
 ) -> tuple[str, ClassificationReport]:
     """Train on everything but a validation split of `validate_on` (the target domain), which
     drives early stopping and is reported; the other files train in full."""
@@ -77,7 +79,7 @@ def train_and_save(
     train, validation = stratified_split(target, validation_fraction, config.seed)
     train += [e for e in data.examples if e.source != validate_on]
     bar = _Bar()
-    result = train_model(config, train, validation, bar)
+    result = train_model(config, train, validation, bar, data_dir)
     bar.close()
     report = result.history[result.best_epoch - 1].validation
     manifest: dict[str, Any] = {
@@ -101,13 +103,13 @@ def train_and_save(
         },
         "validation": report.to_json(),
     }
-    version = save_artifact(result.model, out_dir, manifest)
+    version = save_artifact(result.model, out_dir, manifest, BASES[config.base])
     return version, report
 
 
 def cross_validate(
     data: TrainingData, config: TrainingConfig, folds: int, on_file: str, validation_fraction: float,
-    report_path: Path | None = None,
+    report_path: Path | None = None, data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """K folds over the examples of `on_file`; examples of the other files always train.
 
@@ -131,7 +133,7 @@ def cross_validate(
         rest = [e for i, part in enumerate(parts) if i != index for e in part] + others
         train, validation = stratified_split(rest, validation_fraction, config.seed + index)
         bar = _Bar(f"fold {index + 1}/{folds} ")
-        result = train_model(config, train, validation, bar)
+        result = train_model(config, train, validation, bar, data_dir)
         bar.close()
         report = evaluate(result.model, result.tokenizer, held_out, config.max_length)
         results.append({"fold": index + 1, "best_epoch": result.best_epoch, **report.to_json()})

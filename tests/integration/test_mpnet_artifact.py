@@ -1,0 +1,61 @@
+"""A finsent artifact on the installed all-mpnet-base-v2: saved small, named after its base, loaded back exactly.
+
+Skipped with the reason where the encoder is not installed, except in CI (`make test` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.config import Settings
+from pipeline.errors import UserError
+from pipeline.scoring.artifact import MANIFEST, WEIGHTS, load_model, save_artifact
+from pipeline.scoring.base_model import MPNET
+from pipeline.scoring.lora import LoRALinear
+from pipeline.scoring.scorer import Scorer
+from pipeline.scoring.training import build_trainable_model
+from pipeline.scoring.training_config import TrainingConfig
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    directory = Settings.load({}).data_dir
+    try:
+        MPNET.directory(directory)
+    except UserError as missing:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(str(missing))
+    return directory
+
+
+def test_an_mpnet_artifact_round_trips_and_stays_small(data_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = build_trainable_model(TrainingConfig(base="mpnet", lora_rank=16, lora_alpha=32.0, max_length=64), data_dir)
+    adapted = [module for module in model.modules() if isinstance(module, LoRALinear)]
+    assert len(adapted) == 12 * 6, "q, k, v, o and both feed-forward projections of every layer"
+    for module in adapted:
+        torch.nn.init.normal_(module.lora_b, std=0.02)
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    model.eval()
+    version = save_artifact(model, tmp_path, {"lora_rank": 16, "lora_alpha": 32.0, "max_length": 64}, MPNET)
+    assert version.startswith("finsent-mpnet-lora-")
+    assert json.loads((tmp_path / MANIFEST).read_text())["base"] == MPNET.source
+    assert (tmp_path / WEIGHTS).stat().st_size < 20_000_000, "the accurate model's adapter must fit the 20 MB budget"
+
+    loaded = load_model(tmp_path, CPU, data_dir=data_dir)
+    tokens = loaded.tokenizer(["Shares plunge after profit warning", "Board approves dividend"], padding=True,
+                              return_tensors="pt")
+    with torch.inference_mode():
+        expected = model(tokens["input_ids"], tokens["attention_mask"])
+        actual = loaded.logits(tokens["input_ids"], tokens["attention_mask"])
+    assert torch.allclose(actual, expected, atol=1e-4)
+    scored = Scorer(loaded, CPU).score_texts(["Acme files for bankruptcy"])
+    assert scored[0].p_negative + scored[0].p_neutral + scored[0].p_positive == pytest.approx(1.0, abs=1e-5)
