@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.schema import TimeWindow
+from pipeline.durations import duration_text, milliseconds_text, parse_duration_seconds, parse_milliseconds
 from pipeline.errors import ConfigError
 from pipeline.redaction import (
     SECRET_MASK,
@@ -39,41 +40,7 @@ from storage.connection import default_data_dir
 ENV_PREFIX = "FINSENT_"
 CONFIG_FILE_VARIABLE = "FINSENT_CONFIG"
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-def parse_duration_seconds(text: str) -> int:
-    """'5m' -> 300. Raises ValueError with the expected form."""
-    match = _DURATION_PATTERN.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError("expected a positive duration such as 30s, 5m, 1h or 1d")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-_MILLISECOND_PATTERN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-
-
-def _milliseconds(text: str) -> int:
-    """'500ms', '10s' or '5m' -> milliseconds; a bare number counts as milliseconds (the *_MS names)."""
-    match = _MILLISECOND_PATTERN.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError("expected a positive duration such as 500ms, 10s or 1m (a bare number is milliseconds)")
-    unit = match.group(2) or "ms"
-    return int(match.group(1)) * (1 if unit == "ms" else 1000 * _DURATION_UNITS[unit])
-
-
-def duration_text(seconds: int) -> str:
-    """300 -> '5m': the largest unit that divides it, as a user would type it."""
-    for unit, size in sorted(_DURATION_UNITS.items(), key=lambda item: -item[1]):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _milliseconds_text(milliseconds: int) -> str:
-    return duration_text(milliseconds // 1000) if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
 def _positive_int(text: str) -> int:
@@ -275,8 +242,8 @@ class SettingSpec:
             return self.shown(value)
         if self.parse in _DURATION_PARSERS:
             return duration_text(value)
-        if self.parse is _milliseconds:
-            return _milliseconds_text(value)
+        if self.parse is parse_milliseconds:
+            return milliseconds_text(value)
         if self.parse in _DURATION_LIST_PARSERS:
             return ",".join(duration_text(item) for item in value)
         return _plain_text(value)
@@ -330,12 +297,12 @@ class Settings:
     topic_alerts: str = setting("kafka", "alerts", _topic, "topic alert notifications are published on")
     topic_partitions: int = setting("kafka", "4", _positive_int, "partitions for topics finsent creates (workers scale up to this)")
     consumer_group: str = setting("kafka", "finsent-worker", _non_empty, "Kafka consumer group of the scoring workers")
-    kafka_session_timeout_ms: int = setting("kafka", "10s", _milliseconds, "consumer session timeout (group joins take about half of it)")
-    kafka_heartbeat_interval_ms: int = setting("kafka", "3s", _milliseconds, "consumer heartbeat interval, under a third of the session timeout")
-    kafka_connect_timeout_ms: int = setting("kafka", "30s", _milliseconds, "how long to wait for the broker at start before giving up")
+    kafka_session_timeout_ms: int = setting("kafka", "10s", parse_milliseconds, "consumer session timeout (group joins take about half of it)")
+    kafka_heartbeat_interval_ms: int = setting("kafka", "3s", parse_milliseconds, "consumer heartbeat interval, under a third of the session timeout")
+    kafka_connect_timeout_ms: int = setting("kafka", "30s", parse_milliseconds, "how long to wait for the broker at start before giving up")
     # intake
     batch_size: int = setting("intake", "256", _positive_int, "most messages written in one database transaction")
-    batch_max_wait_ms: int = setting("intake", "500ms", _milliseconds, "longest wait to fill a batch before writing what has arrived")
+    batch_max_wait_ms: int = setting("intake", "500ms", parse_milliseconds, "longest wait to fill a batch before writing what has arrived")
     max_message_bytes: int = setting("intake", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized")
     dead_letter_max_bytes: int = setting("intake", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)")
     max_future_skew: int = setting("intake", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)")
@@ -343,7 +310,7 @@ class Settings:
     # database
     database_url: Secret = setting("database", "", _database_url, "PostgreSQL URL; empty starts the embedded PostgreSQL under the data dir",
         secret=True, redact=redacted_database_url)
-    database_connect_timeout_ms: int = setting("database", "30s", _milliseconds, "how long to wait for PostgreSQL at start before giving up")
+    database_connect_timeout_ms: int = setting("database", "30s", parse_milliseconds, "how long to wait for PostgreSQL at start before giving up")
     data_dir: Path = setting("database", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)")
     # model
     model_path: Path | None = setting("model", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model")

@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.durations import duration_text
 from pipeline.safe_text import escape_controls, neutralise_formula
 
 FORMATS = ("table", "json", "csv")
-_WIDTH_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
 
 
 def emit_frame(frame: pd.DataFrame, form: str, out: Path | None = None, empty: str = "no rows") -> None:
@@ -67,10 +67,6 @@ def clock_text(moment: datetime | pd.Timestamp) -> str:
     return moment.astimezone(timezone.utc).isoformat(sep=" ", timespec="minutes").removesuffix("+00:00")
 
 
-def width_label(seconds: int) -> str:
-    """300 -> '5m', 3600 -> '1h', 5400 -> '90m': the largest unit that divides the width, as people
-    write FINSENT_BUCKET_WIDTHS (the SQL views use the same rule)."""
-    for unit, size in _WIDTH_UNITS:
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+width_label = duration_text
+"""300 -> '5m', 3600 -> '1h', 5400 -> '90m': a width as people write FINSENT_BUCKET_WIDTHS (the SQL
+views use the same rule); the inverse of the settings' duration parser, which it is."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pipeline.config import parse_duration_seconds
+from pipeline.durations import parse_duration_seconds
 from pipeline.errors import UserError
 from pipeline.moments import parse_moment
 from pipeline.tabular import width_label

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import SECTIONS, SETTING_SPECS, Settings, SettingSpec, parse_duration_seconds
+from pipeline.config import SECTIONS, SETTING_SPECS, Settings, SettingSpec
+from pipeline.durations import parse_duration_seconds
 from pipeline.errors import ConfigError
 
 
