@@ -32,6 +32,7 @@ from pipeline.config import Settings
 from pipeline.demo import DEMO_PICTURE, DemoOptions, sample_news_file
 from pipeline.plotting import FIGURE_WIDTH_PX, HEADER_HEIGHT_PX, PANEL_HEIGHT_PX
 from storage.embedded import url_of_running_server
+from tests.support.finsent_cli import embedded_environment, finsent_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -43,20 +44,8 @@ NEGATIVE_STORY = "PFE"
 POSITIVE_STORY = "NVDA"
 
 
-def finsent_command() -> list[str]:
-    """The console script a user runs, from this interpreter's environment."""
-    script = Path(sys.executable).with_name("finsent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
-
-
-def demo_environment(data_dir: Path) -> dict[str, str]:
-    """The caller's environment without any FINSENT_* setting: the demo must use its embedded defaults."""
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("FINSENT_")}
-    return environment | {"FINSENT_DATA_DIR": str(data_dir)}
-
-
 def finsent(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*finsent_command(), *arguments], env=demo_environment(data_dir), cwd=data_dir,
+    return subprocess.run([*finsent_command(), *arguments], env=embedded_environment(data_dir), cwd=data_dir,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -77,7 +66,7 @@ class DemoRun:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     data_dir = tmp_path_factory.mktemp("demo")
-    result = subprocess.run([*finsent_command(), "demo"], env=demo_environment(data_dir), cwd=data_dir,
+    result = subprocess.run([*finsent_command(), "demo"], env=embedded_environment(data_dir), cwd=data_dir,
                             capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
     listed = finsent(data_dir, "alerts", "--format", "json")
     assert listed.returncode == 0, listed.stderr
@@ -257,7 +246,7 @@ def interrupted_demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], 
     # Its own session, like a shell job: the test sends SIGINT to the whole group, as a terminal's Ctrl-C does.
     # A slower replay (about six minutes) so that the interrupt surely lands mid-replay, however busy the machine.
     demo = subprocess.Popen([*finsent_command(), "demo", "--speedup", str(INTERRUPTED_SPEEDUP)],
-                            env=demo_environment(data_dir), cwd=data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=embedded_environment(data_dir), cwd=data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         yield demo, data_dir
@@ -298,7 +287,7 @@ def test_ctrl_c_stops_every_process_and_keeps_what_was_committed(
     listed = finsent(data_dir, "alerts", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     json.loads(listed.stdout)
-    counted = subprocess.run([sys.executable, "-c", COUNT_ARTICLES], env=demo_environment(data_dir), cwd=data_dir,
+    counted = subprocess.run([sys.executable, "-c", COUNT_ARTICLES], env=embedded_environment(data_dir), cwd=data_dir,
                              capture_output=True, text=True, timeout=120)
     assert counted.returncode == 0, counted.stderr
     assert int(counted.stdout.strip().splitlines()[-1]) >= committed

@@ -1,39 +1,27 @@
-"""A finsent artifact on the installed all-mpnet-base-v2: saved small, named after its base, loaded back exactly.
-
-Skipped with the reason where the encoder is not installed, except in CI (`make test` installs it).
-"""
+"""A finsent artifact on the installed all-mpnet-base-v2: saved small, named after its base, loaded back exactly."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
 from pipeline.scoring.artifact import MANIFEST, WEIGHTS, load_model, save_artifact
 from pipeline.scoring.base_model import MPNET
 from pipeline.scoring.lora import LoRALinear
 from pipeline.scoring.scorer import Scorer
 from pipeline.scoring.training import build_trainable_model
 from pipeline.scoring.training_config import TrainingConfig
+from tests.support.mpnet import installed_mpnet
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    directory = Settings.load({}).data_dir
-    try:
-        MPNET.directory(directory)
-    except UserError as missing:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(str(missing))
-    return directory
+    return installed_mpnet()[0]
 
 
 def test_an_mpnet_artifact_round_trips_and_stays_small(data_dir: Path, tmp_path: Path) -> None:

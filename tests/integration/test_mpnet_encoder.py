@@ -1,29 +1,15 @@
-"""The installed all-mpnet-base-v2 (`finsent model install`, which `make test` runs first) loads offline and encodes.
-
-Without an install the test is skipped with the reason, except in CI (CI=true), where `make test`
-installed it and its absence is a failure.
-"""
+"""The installed all-mpnet-base-v2 (`finsent model install`, which `make test` runs first) loads offline and encodes."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
-from pipeline.scoring.mpnet_base import installed_base
+from tests.support.mpnet import installed_mpnet
 
 
 def test_the_installed_encoder_loads_offline_and_embeds_by_meaning() -> None:
-    try:
-        path = installed_base(Settings.load({}).data_dir)
-    except UserError as missing:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(str(missing))
+    _, path = installed_mpnet()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     encoder = AutoModel.from_pretrained(path, local_files_only=True)
     sentences = ["The bank filed for bankruptcy protection", "The lender sought protection from its creditors",

@@ -18,23 +18,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.finsent_cli import embedded_environment, finsent_command
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROGRESS_TIMEOUT_S = 120.0
 ATTEMPTS = 3
 """A fast machine may finish the command before it is frozen: then it runs again on a fresh data dir."""
-
-
-def finsent_command() -> list[str]:
-    script = Path(sys.executable).with_name("finsent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
-
-
-def embedded_environment(data_dir: Path) -> dict[str, str]:
-    """No FINSENT_* setting but the data dir: the command starts the embedded PostgreSQL itself."""
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("FINSENT_")}
-    return environment | {"FINSENT_DATA_DIR": str(data_dir)}
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout_s: float = PROGRESS_TIMEOUT_S) -> object:
