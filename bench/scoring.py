@@ -25,7 +25,7 @@ What it measures
 
     Networks. The shipped model is a mean-pooling classifier, not a Hugging Face
     AutoModelForSequenceClassification, so the pipeline variants run
-    `AutoModelForSequenceClassification.from_pretrained(base_model_dir(), num_labels=3)`: the same
+    `AutoModelForSequenceClassification.from_pretrained(MINILM.directory(), num_labels=3)`: the same
     all-MiniLM-L6-v2 encoder (size, depth, max 512 tokens) with an UNTRAINED head and [CLS] pooler.
     Its labels are meaningless; only its cost is measured. That classifier is saved to a temporary
     directory, and the Scorer is also run on that directory, so that one Scorer-vs-pipeline pair
@@ -94,7 +94,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.counts import positive_int
 from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact
-from pipeline.scoring.base_model import base_model_dir
+from pipeline.scoring.base_model import MINILM
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.scorer import OVERLAP_TOKENS, Scorer
 
@@ -318,7 +318,7 @@ def plan_variants(options: BenchOptions, cuda: bool) -> list[VariantSpec]:
 def prepare_networks(options: BenchOptions, workdir: Path) -> Networks:
     """Save the untrained HF classifier; pick the Scorer's model (or build the stand-in)."""
     torch.manual_seed(SEED)
-    base = base_model_dir()
+    base = MINILM.directory()
     hf_dir = workdir / "hf-classifier"
     classifier = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),

@@ -153,7 +153,8 @@ class OutboxDispatcher:
 
     def _record_failure(self, delivery: Delivery, failure: DeliveryFailed, now: datetime) -> Outcome:
         error = failure.reason[:MAX_ERROR_CHARS]
-        if failure.permanent or self._policy.gives_up_after(delivery.attempts + 1):
+        attempt = delivery.attempts + 1  # this one, counted once it is settled below
+        if failure.permanent or self._policy.gives_up_after(attempt):
             settle_failed(delivery, error)
             log.error(
                 "alert_delivery_failed",
@@ -163,7 +164,7 @@ class OutboxDispatcher:
                 }},
             )
             return "failed"
-        delay_s = self._policy.delay_s(delivery.attempts + 1, self._rng, failure.retry_after_s)
+        delay_s = self._policy.delay_s(attempt, self._rng, failure.retry_after_s)
         settle_retry(delivery, error, now + timedelta(seconds=delay_s))
         log.warning(
             "alert_delivery_retry",
