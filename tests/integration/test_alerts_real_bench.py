@@ -16,13 +16,14 @@ import psutil
 import pytest
 
 from tests.integration.test_sigterm_cleanup import (
+    PROGRESS_TIMEOUT_S,
     alive,
     freeze_when,
     launched,  # noqa: F401 - the fixture
     postgres_processes_of,
     terminate_frozen,
-    wait_for,
 )
+from tests.support.broker_io import wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 BENCH = REPOSITORY / "bench" / "alerts_real.py"
@@ -166,5 +167,5 @@ def test_sigterm_stops_the_broker_the_worker_and_postgres(tmp_path: Path, launch
 
     assert code == 143, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "bench/alerts_real.py: terminated", stderr[-3000:]
-    wait_for(lambda: not any(alive(pid) for pid in started), "the broker and the database to be gone")
+    wait_until(lambda: not any(alive(pid) for pid in started), PROGRESS_TIMEOUT_S, what="the broker and the database to be gone")
     assert list(tmp_path.glob("finsent-alerts-real-*")) == [], "its scratch dir is removed"

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pipeline.config import Settings
 from pipeline.demo import DEMO_PICTURE, DemoOptions, sample_news_file
 from pipeline.plotting import FIGURE_WIDTH_PX, HEADER_HEIGHT_PX, PANEL_HEIGHT_PX
 from storage.embedded import url_of_running_server
+from tests.support.broker_io import wait_until
 from tests.support.finsent_cli import embedded_environment, finsent_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -183,16 +183,6 @@ class OutputReader:
         self._thread.join(timeout=10)
 
 
-def wait_for(condition: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
 def replay_percent(stderr: str) -> int:
     found = re.findall(r"replaying at [\d.]+x:\s+(\d+)%", stderr)
     return int(found[-1]) if found else 0
@@ -263,9 +253,10 @@ def test_ctrl_c_stops_every_process_and_keeps_what_was_committed(
     pgdata = data_dir / "postgres"
     stderr = OutputReader(demo.stderr)
     stdout = OutputReader(demo.stdout)
-    wait_for(lambda: replay_percent(stderr.text) >= 10 or demo.poll() is not None, 300, "the replay to get under way")
+    wait_until(lambda: replay_percent(stderr.text) >= 10 or demo.poll() is not None, 300, interval_s=0.5,
+               what="the replay to get under way")
     assert demo.poll() is None, stderr.text[-3000:]
-    committed = wait_for(lambda: stored_articles(pgdata), 120, "the worker to commit articles")
+    committed = wait_until(lambda: stored_articles(pgdata), 120, interval_s=0.5, what="the worker to commit articles")
     started = running_children(demo.pid)
     postmaster = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     assert any("tansu" in name for name in started.values()), started

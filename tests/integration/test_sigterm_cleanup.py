@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.support.broker_io import wait_until
 from tests.support.finsent_cli import embedded_environment, finsent_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -26,16 +26,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROGRESS_TIMEOUT_S = 120.0
 ATTEMPTS = 3
 """A fast machine may finish the command before it is frozen: then it runs again on a fresh data dir."""
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout_s: float = PROGRESS_TIMEOUT_S) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def alive(pid: int) -> bool:
@@ -62,7 +52,8 @@ def freeze_when(process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> 
     def reached() -> bool:
         return process.poll() is not None or ready()
 
-    wait_for(reached, "the command to start the embedded PostgreSQL")
+    # Polled fast: the command must be frozen while it starts the server, not after.
+    wait_until(reached, PROGRESS_TIMEOUT_S, interval_s=0.01, what="the command to start the embedded PostgreSQL")
     os.kill(process.pid, signal.SIGSTOP)
     return process.poll() is None
 
@@ -107,8 +98,8 @@ def test_sigterm_stops_the_embedded_postgres_a_command_started(
     assert code in (130, 143), stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "finsent: terminated", stderr[-3000:]
     assert "Traceback" not in stderr
-    wait_for(lambda: not any(alive(pid) for pid in started) and not postgres_processes_of(pgdata),
-             "the server's processes to be gone")
+    wait_until(lambda: not any(alive(pid) for pid in started) and not postgres_processes_of(pgdata),
+               PROGRESS_TIMEOUT_S, what="the server's processes to be gone")
     assert not (pgdata / "postmaster.pid").exists()
 
 
@@ -134,7 +125,7 @@ def test_sigterm_stops_the_broker_and_postgres_of_the_ingest_benchmark(
 
     assert code == 143, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "bench/ingest.py: terminated", stderr[-3000:]
-    wait_for(lambda: not any(alive(pid) for pid in started), "the broker and the database to be gone")
+    wait_until(lambda: not any(alive(pid) for pid in started), PROGRESS_TIMEOUT_S, what="the broker and the database to be gone")
     assert list(tmp_path.glob("finsent-bench-*")) == [], "its scratch dir is removed"
 
 
@@ -157,4 +148,4 @@ def test_the_embedded_broker_dies_with_its_parent_even_on_sigkill() -> None:
     finally:
         parent.kill()
         parent.wait(timeout=30)
-    wait_for(lambda: not alive(broker), "the broker to die with its parent")
+    wait_until(lambda: not alive(broker), PROGRESS_TIMEOUT_S, what="the broker to die with its parent")
