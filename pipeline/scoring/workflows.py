@@ -16,11 +16,13 @@ from tqdm import tqdm
 
 from pipeline.scoring.artifact import save_artifact
 from pipeline.scoring.base_model import BASES
+from pipeline.scoring.calibration import expected_calibration_error, fit_temperature
 from pipeline.scoring.dataset import Example, deduplicate, read_labelled_csv, stratified_folds, stratified_split
 from pipeline.scoring.evaluation import ClassificationReport, classification_report
 from pipeline.scoring.labels import LABELS
+from pipeline.scoring.layer_cache import LowerStates
 from pipeline.scoring.scorer import Scorer
-from pipeline.scoring.training import evaluate, train_model
+from pipeline.scoring.training import TrainingResult, predict_logits, train_model
 from pipeline.scoring.training_config import TrainingConfig
 
 
@@ -71,17 +73,20 @@ def train_and_save(
     data_dir: Path | None = None,
 ) -> tuple[str, ClassificationReport]:
     """Train on everything but a validation split of `validate_on` (the target domain), which
-    drives early stopping and is reported; the other files train in full."""
+    drives early stopping, fits the calibration temperature and is reported; the other files
+    train in full. An interrupted run resumes from `out_dir/.training-checkpoint.pt`."""
     torch.manual_seed(config.seed)
     target = [e for e in data.examples if e.source == validate_on]
     if not target:
         raise ValueError(f"no examples from {validate_on}")
     train, validation = stratified_split(target, validation_fraction, config.seed)
     train += [e for e in data.examples if e.source != validate_on]
+    checkpoint = out_dir / ".training-checkpoint.pt"
     bar = _Bar()
-    result = train_model(config, train, validation, bar, data_dir)
+    result = train_model(config, train, validation, bar, data_dir, checkpoint=checkpoint)
     bar.close()
     report = result.history[result.best_epoch - 1].validation
+    calibration = _calibration(result.validation_logits, [e.label for e in validation])
     manifest: dict[str, Any] = {
         "lora_rank": config.lora_rank,
         "lora_alpha": config.lora_alpha,
@@ -102,9 +107,23 @@ def train_and_save(
             "command": command,
         },
         "validation": report.to_json(),
+        "calibration": calibration,
     }
-    version = save_artifact(result.model, out_dir, manifest, BASES[config.base])
+    version = save_artifact(result.model, out_dir, manifest, BASES[config.base], temperature=calibration["temperature"])
+    checkpoint.unlink(missing_ok=True)
     return version, report
+
+
+def _calibration(logits: torch.Tensor | None, labels: list[int]) -> dict[str, float]:
+    """The temperature fitted on validation logits, and the ECE there before and after it."""
+    if logits is None or not labels:
+        return {"temperature": 1.0}
+    temperature = fit_temperature(logits, labels)
+    return {
+        "temperature": round(temperature, 4),
+        "validation_ece": round(expected_calibration_error(torch.softmax(logits, dim=-1), labels), 4),
+        "validation_ece_scaled": round(expected_calibration_error(torch.softmax(logits / temperature, dim=-1), labels), 4),
+    }
 
 
 def cross_validate(
@@ -113,10 +132,12 @@ def cross_validate(
 ) -> dict[str, Any]:
     """K folds over the examples of `on_file`; examples of the other files always train.
 
-    Each fold holds out 1/K of `on_file` for testing, early-stops on a validation split of the
-    rest, and is scored on its held-out part only; the figures are mean and standard deviation.
-    With `report_path`, the report is rewritten after every fold and a rerun with the same data,
-    configuration and K resumes after the folds already in it: a long CPU run can span sessions.
+    Each fold holds out 1/K of `on_file` for testing, early-stops and fits the calibration
+    temperature on a validation split of the rest of `on_file` (as `train_and_save` does), and is scored on its held-out part only, in
+    fp32 and in bf16, with the calibration error before and after scaling; the figures are mean
+    and standard deviation. With `report_path`, the report is rewritten after every fold, each
+    fold checkpoints after every epoch, and a rerun with the same data, configuration and K
+    resumes where the last one stopped: a long CPU run can span sessions.
     """
     target = [e for e in data.examples if e.source == on_file]
     others = [e for e in data.examples if e.source != on_file]
@@ -127,31 +148,71 @@ def cross_validate(
     if results:
         print(f"resuming: folds {', '.join(str(r['fold']) for r in results)} already in {report_path}", file=sys.stderr, flush=True)
     parts = stratified_folds(target, folds, config.seed)
+    cache: LowerStates | None = None
     for index, held_out in enumerate(parts):
         if any(r["fold"] == index + 1 for r in results):
             continue
-        rest = [e for i, part in enumerate(parts) if i != index for e in part] + others
+        rest = [e for i, part in enumerate(parts) if i != index for e in part]
         train, validation = stratified_split(rest, validation_fraction, config.seed + index)
+        train += others
+        checkpoint = report_path.with_name(f"{report_path.name}.fold{index + 1}.pt") if report_path else None
         bar = _Bar(f"fold {index + 1}/{folds} ")
-        result = train_model(config, train, validation, bar, data_dir)
+        result = train_model(config, train, validation, bar, data_dir, cache=cache, checkpoint=checkpoint)
         bar.close()
-        report = evaluate(result.model, result.tokenizer, held_out, config.max_length)
-        results.append({"fold": index + 1, "best_epoch": result.best_epoch, **report.to_json()})
-        print(f"fold {index + 1}/{folds}: accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f} "
-              f"(best epoch {result.best_epoch})", file=sys.stderr, flush=True)
+        cache = result.cache
+        fold = _score_fold(result, held_out, validation, config.max_length)
+        results.append({"fold": index + 1, "best_epoch": result.best_epoch, **fold})
+        print(f"fold {index + 1}/{folds}: accuracy {fold['accuracy']:.4f} macro-F1 {fold['macro_f1']:.4f} "
+              f"(bf16 {fold['bf16']['accuracy']:.4f} / {fold['bf16']['macro_f1']:.4f}; best epoch {result.best_epoch})",
+              file=sys.stderr, flush=True)
         if report_path is not None:
             write_json(report_path, _cv_summary(header, results))
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
     return _cv_summary(header, results)
 
 
+def _score_fold(result: TrainingResult, held_out: Sequence[Example], validation: Sequence[Example],
+                max_length: int) -> dict[str, Any]:
+    """The held-out part's report in fp32, its bf16 twin, and calibration with the validation temperature."""
+    texts, labels = [e.text for e in held_out], [e.label for e in held_out]
+    logits = predict_logits(result.model, result.tokenizer, texts, max_length)
+    bf16 = predict_logits(result.model, result.tokenizer, texts, max_length, precision="bf16")
+    report = classification_report(labels, logits.argmax(dim=-1).tolist())
+    bf16_report = classification_report(labels, bf16.argmax(dim=-1).tolist())
+    calibration = _calibration(result.validation_logits, [e.label for e in validation])
+    temperature = calibration["temperature"]
+    return {
+        **report.to_json(),
+        "bf16": {"accuracy": bf16_report.accuracy, "macro_f1": bf16_report.macro_f1,
+                 "max_abs_probability_delta": round(float((torch.softmax(bf16, -1) - torch.softmax(logits, -1)).abs().max()), 4)},
+        "temperature": temperature,
+        "ece": round(expected_calibration_error(torch.softmax(logits, dim=-1), labels), 4),
+        "ece_scaled": round(expected_calibration_error(torch.softmax(logits / temperature, dim=-1), labels), 4),
+    }
+
+
 def _cv_summary(header: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    accuracies = [r["accuracy"] for r in results]
-    f1s = [r["macro_f1"] for r in results]
+    def spread(values: list[float]) -> tuple[float, float]:
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    accuracy, accuracy_std = spread([r["accuracy"] for r in results])
+    f1, f1_std = spread([r["macro_f1"] for r in results])
+    with_extras = [r for r in results if "bf16" in r]
+    extras: dict[str, Any] = {}
+    if with_extras:
+        extras = {
+            "bf16_accuracy_mean": spread([r["bf16"]["accuracy"] for r in with_extras])[0],
+            "bf16_macro_f1_mean": spread([r["bf16"]["macro_f1"] for r in with_extras])[0],
+            "ece_mean": spread([r["ece"] for r in with_extras])[0],
+            "ece_scaled_mean": spread([r["ece_scaled"] for r in with_extras])[0],
+        }
     return {
         **header,
         "complete": len(results) == header["folds"],
-        "accuracy_mean": statistics.mean(accuracies), "accuracy_std": statistics.stdev(accuracies) if len(results) > 1 else 0.0,
-        "macro_f1_mean": statistics.mean(f1s), "macro_f1_std": statistics.stdev(f1s) if len(results) > 1 else 0.0,
+        "accuracy_mean": accuracy, "accuracy_std": accuracy_std,
+        "macro_f1_mean": f1, "macro_f1_std": f1_std,
+        **extras,
         "per_fold": sorted(results, key=lambda r: r["fold"]),
     }
 
@@ -169,14 +230,19 @@ def _completed_folds(report_path: Path | None, header: dict[str, Any]) -> list[d
     return list(earlier.get("per_fold", []))
 
 
-def evaluate_scorer(scorer: Scorer, examples: Sequence[Example], batch_size: int = 256) -> ClassificationReport:
+def evaluate_scorer(scorer: Scorer, examples: Sequence[Example], batch_size: int = 256) -> tuple[ClassificationReport, float]:
+    """The classification report of the scorer's labels, and the expected calibration error of its probabilities."""
     predicted: list[int] = []
+    probabilities: list[list[float]] = []
     with tqdm(total=len(examples), desc="evaluating", unit="text", file=sys.stderr, mininterval=1.0) as bar:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
-            predicted.extend(LABELS.index(score.label) for score in scorer.score_texts([e.text for e in chunk]))
+            for score in scorer.score_texts([e.text for e in chunk]):
+                predicted.append(LABELS.index(score.label))
+                probabilities.append([score.p_negative, score.p_neutral, score.p_positive])
             bar.update(len(chunk))
-    return classification_report([e.label for e in examples], predicted)
+    labels = [e.label for e in examples]
+    return classification_report(labels, predicted), expected_calibration_error(torch.tensor(probabilities), labels)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
