@@ -37,10 +37,14 @@ RUN python -m venv /opt/finsent \
     && pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 FROM torch-${TORCH} AS runtime
+ARG TORCH
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir /wheels/finsent-*.whl && rm -rf /wheels
+# The CUDA image carries the accurate model's base encoder (about 440 MB), which FINSENT_MODEL=auto
+# picks on a GPU; the CPU image scores with the fast model and stays small.
+RUN if [ "$TORCH" = cuda ]; then FINSENT_DATA_DIR=/var/lib/finsent finsent model install; fi
 RUN useradd --system --create-home --uid 10001 finsent \
-    && mkdir -p /var/lib/finsent && chown finsent:finsent /var/lib/finsent
+    && mkdir -p /var/lib/finsent && chown -R finsent:finsent /var/lib/finsent
 ENV FINSENT_DATA_DIR=/var/lib/finsent HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 USER finsent
 WORKDIR /var/lib/finsent

@@ -80,8 +80,8 @@ STALL_TIMEOUT_S = 300.0
 """Give up when no article was stored for this long (a hang guard: the first batch waits for the group join)."""
 POLL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 60.0
-MODEL_VARIABLES = ("FINSENT_MODEL_PATH", "FINSENT_MODEL_DEVICE", "FINSENT_MODEL_LABELS", "FINSENT_MODEL_QUANTIZE",
-                   "FINSENT_TORCH_THREADS")
+MODEL_VARIABLES = ("FINSENT_MODEL", "FINSENT_MODEL_PATH", "FINSENT_MODEL_DEVICE", "FINSENT_MODEL_LABELS",
+                   "FINSENT_MODEL_QUANTIZE", "FINSENT_MODEL_PRECISION", "FINSENT_TORCH_THREADS")
 # Real Kafka's minimum session timeout; a group join on Tansu takes about half of it.
 SESSION_TIMEOUT_MS = "6000"
 HEARTBEAT_INTERVAL_MS = "1000"
@@ -126,6 +126,15 @@ class Run:
 # ---------------------------------------------------------------- infrastructure
 
 
+def _share_installed_models(data_dir: Path) -> None:
+    """The scratch data dir sees the base encoders `finsent model install` put under the user's FINSENT_DATA_DIR,
+    so FINSENT_MODEL=accurate works here too."""
+    installed = Settings.load({k: v for k, v in os.environ.items() if k == "FINSENT_DATA_DIR"}).data_dir / "models"
+    link = data_dir / "models"
+    if installed.is_dir() and not link.exists():
+        link.symlink_to(installed.resolve(), target_is_directory=True)
+
+
 @contextmanager
 def scratch_database(keep: Path | None) -> Iterator[Scratch]:
     """An embedded PostgreSQL under `keep` (kept) or a temporary directory (removed), migrated."""
@@ -135,6 +144,7 @@ def scratch_database(keep: Path | None) -> Iterator[Scratch]:
         else:
             keep.mkdir(parents=True, exist_ok=True)
             data_dir = keep
+        _share_installed_models(data_dir)
         server = EmbeddedPostgres(data_dir, delete_on_exit=keep is None)
         stack.callback(server.stop)
         url = server.start()

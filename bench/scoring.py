@@ -14,6 +14,9 @@ What it measures
        CPUs with AMX or AVX512-BF16), CPU;
        Scorer int8: the same with dynamic int8 quantization (`quantize_int8=True`), CPU only;
     5. Scorer fp32 on the pipeline's own network (the identical HF classifier, see below);
+    and the same rows for the accurate model (all-mpnet-base-v2 with its adapter, FINSENT_MODEL=
+    accurate) next to the pipeline on an mpnet classifier, when its base is installed (`finsent
+    model install`) and the artifact ships (--models fast,accurate picks; default both where present);
     with --experiments, two runtimes the field uses, tried against the eager Scorer (finsent keeps
     one only if it measurably wins): 6. the Scorer's network under torch.compile(dynamic=True)
     (compilation happens in the warm-up, untimed); 7. the same network exported to ONNX (dynamic
@@ -34,6 +37,10 @@ What it measures
     --model is given, the Scorer runs on an untrained stand-in artifact of the project's format
     (same network and cost), and the output says so.
 
+    Accuracy. With --labelled CSV (text,label), every Scorer row on a trained model also reports its
+    accuracy and macro-F1 there, and the difference from the fp32 row of the same model: what bf16
+    and int8 cost in labels, measured in the same run.
+
     Long articles. The pipeline is called with truncation=True (without it, a text over 512 tokens
     raises): it scores only the first 512 tokens. The Scorer scores every token, in windows of the
     model's length (128 tokens for the project's artifact, 512 for the HF classifier) overlapping by
@@ -47,11 +54,13 @@ What it measures
     and --latency-batches batches of 64 headlines. Figures are printed only; nothing asserts on time.
 
 How to run
-    .venv/bin/python bench/scoring.py [--texts 3000] [--long 100] [--model DIR]
+    .venv/bin/python bench/scoring.py [--texts 3000] [--long 100] [--model DIR] [--models fast,accurate]
+                                      [--labelled fpb50_train.csv]
                                       [--device auto|cpu|cuda] [--threads N] [--repeat 1]
                                       [--experiments]   # needs: pip install -e '.[bench]'
 
-    The defaults take roughly 4 minutes on an idle 2-core CPU (most of it the per-text pipeline and
+    The defaults take roughly 4 minutes for the fast model on an idle 2-core CPU, and as much again
+    for the accurate model (most of it the per-text pipeline and
     the long articles); --texts, --long and --latency-batches trade precision for time. Run it on an
     otherwise idle machine: when other work shares the cores, torch's threads spin-wait for each
     other and every figure drops (the output prints the load average it started at).
@@ -69,6 +78,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import argparse
+import dataclasses
 import inspect
 import json
 import multiprocessing
@@ -93,9 +103,13 @@ from progress_display import progress as shared_progress
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.counts import positive_int
+from pipeline.errors import UserError
 from pipeline.scoring.artifact import MANIFEST, SHIPPED_MODEL_DIR, save_artifact
-from pipeline.scoring.base_model import MINILM
+from pipeline.scoring.base_model import MINILM, MPNET
+from pipeline.scoring.dataset import read_labelled_csv
+from pipeline.scoring.evaluation import classification_report
 from pipeline.scoring.labels import LABELS
+from pipeline.scoring.model_choice import SHIPPED_MODELS
 from pipeline.scoring.scorer import OVERLAP_TOKENS, Scorer
 
 PIPELINE_BATCH_SIZE = 32
@@ -219,6 +233,8 @@ class BenchOptions:
     repeat: int
     latency_batches: int
     experiments: bool = False
+    models: tuple[str, ...] = ("fast", "accurate")
+    labelled: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +246,18 @@ class Networks:
     scorer_model: Path | None
     """What the main Scorer variants load: None = the shipped model."""
     scorer_label: str
+    accurate_hf: Path | None = None
+    """The same untrained classifier on all-mpnet-base-v2 (None: the accurate rows are skipped)."""
+    accurate_model: Path | None = None
+    accurate_label: str = ""
+    labelled: tuple[tuple[str, ...], tuple[int, ...]] | None = None
+    """--labelled texts and label indices."""
+
+    def classifier(self, family: str) -> Path:
+        return self.accurate_hf if family == "accurate" and self.accurate_hf else self.hf_classifier
+
+    def model(self, family: str) -> Path | None:
+        return self.accurate_model if family == "accurate" else self.scorer_model
 
 
 @dataclass(frozen=True)
@@ -249,6 +277,8 @@ class VariantSpec:
     """Pipeline on GPU: load the weights in bf16 (fp16 where bf16 is not supported)."""
     runtime: str = "eager"
     """Scorer only: 'eager' (what finsent runs), 'compile' (torch.compile) or 'onnx' (ONNX Runtime)."""
+    family: str = "fast"
+    """'fast' (MiniLM networks) or 'accurate' (mpnet networks)."""
 
     @property
     def title(self) -> str:
@@ -275,6 +305,8 @@ class VariantResult:
     """Max |p_pipeline - p_scorer| on headlines, same HF network (measured after the peak RSS)."""
     eager_agreement: float | None = None
     """Experimental runtimes: max |p_runtime - p_eager Scorer| on headlines (after the peak RSS)."""
+    accuracy: tuple[float, float] | None = None
+    """(accuracy, macro-F1) on --labelled, Scorer rows on a trained model (after the peak RSS)."""
     seconds: float = 0.0
 
 
@@ -312,7 +344,12 @@ def plan_variants(options: BenchOptions, cuda: bool) -> list[VariantSpec]:
             VariantSpec("gpu-scorer", "Scorer", "scorer", "cuda", "scorer"),
             VariantSpec("gpu-scorer-hf", "Scorer on pipeline's network", "scorer", "cuda", "hf"),
         ]
-    return variants
+    # The accurate model: the same rows on mpnet networks, less the experiments and the Scorer-on-pipeline-network check.
+    accurate = [
+        dataclasses.replace(spec, key=spec.key.replace("-", "-accurate-", 1), label=f"accurate {spec.label}", family="accurate")
+        for spec in variants if spec.runtime == "eager" and (spec.kind != "scorer" or spec.network != "hf")
+    ]
+    return (variants if "fast" in options.models else []) + (accurate if "accurate" in options.models else [])
 
 
 def prepare_networks(options: BenchOptions, workdir: Path) -> Networks:
@@ -326,13 +363,44 @@ def prepare_networks(options: BenchOptions, workdir: Path) -> Networks:
     )
     classifier.save_pretrained(hf_dir)
     AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(hf_dir)
+    accurate = _accurate_networks(options, workdir) if "accurate" in options.models else {}
+    labelled = _labelled(options.labelled) if options.labelled else None
     if options.model is not None:
-        return Networks(hf_dir, options.model, f"--model {options.model}")
+        return Networks(hf_dir, options.model, f"--model {options.model}", **accurate, labelled=labelled)
     if (SHIPPED_MODEL_DIR / MANIFEST).exists():
         version = json.loads((SHIPPED_MODEL_DIR / MANIFEST).read_text(encoding="utf-8")).get("version", "?")
-        return Networks(hf_dir, None, f"shipped model {version} ({SHIPPED_MODEL_DIR})")
+        return Networks(hf_dir, SHIPPED_MODEL_DIR, f"shipped model {version} ({SHIPPED_MODEL_DIR})", **accurate,
+                        labelled=labelled)
     return Networks(hf_dir, _stand_in_artifact(workdir / "stand-in"), "UNTRAINED stand-in artifact "
-                    f"(no shipped model at {SHIPPED_MODEL_DIR} yet; same network and cost, meaningless labels)")
+                    f"(no shipped model at {SHIPPED_MODEL_DIR} yet; same network and cost, meaningless labels)", **accurate,
+                    labelled=labelled)
+
+
+def _accurate_networks(options: BenchOptions, workdir: Path) -> dict[str, Any]:
+    """The mpnet classifier and the accurate artifact, or nothing (with the reason) where either is missing."""
+    accurate_dir = SHIPPED_MODELS["accurate"]
+    if not (accurate_dir / MANIFEST).exists():
+        print(f"accurate rows skipped: no accurate model at {accurate_dir}", file=sys.stderr)
+        return {}
+    try:
+        base = MPNET.directory()
+    except UserError as error:
+        print(f"accurate rows skipped: {error}", file=sys.stderr)
+        return {}
+    hf_dir = workdir / "hf-classifier-mpnet"
+    classifier = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        label2id={label: index for index, label in enumerate(LABELS)}, local_files_only=True,
+    )
+    classifier.save_pretrained(hf_dir)
+    AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(hf_dir)
+    version = json.loads((accurate_dir / MANIFEST).read_text(encoding="utf-8")).get("version", "?")
+    return {"accurate_hf": hf_dir, "accurate_model": accurate_dir, "accurate_label": f"accurate model {version} ({accurate_dir})"}
+
+
+def _labelled(path: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    examples = read_labelled_csv(path)
+    return tuple(e.text for e in examples), tuple(e.label for e in examples)
 
 
 def _stand_in_artifact(directory: Path) -> Path:
@@ -506,7 +574,9 @@ def measure_variant(spec: VariantSpec, options: BenchOptions, networks: Networks
         torch.cuda.max_memory_allocated() / 2**20 if cuda else None, runner.precision,
     )
     if isinstance(runner, ScorerRunner) and spec.network == "hf":
-        result.agreement = pipeline_agreement(runner, networks.hf_classifier, spec.device, headlines[:AGREEMENT_TEXTS])
+        result.agreement = pipeline_agreement(runner, networks.classifier(spec.family), spec.device, headlines[:AGREEMENT_TEXTS])
+    if isinstance(runner, ScorerRunner) and spec.network == "scorer" and networks.labelled is not None:
+        result.accuracy = labelled_accuracy(runner.scorer, *networks.labelled)
     if isinstance(runner, ScorerRunner) and spec.runtime != "eager":
         eager = Scorer.load(networks.scorer_model, spec.device, threads=options.threads, precision="fp32")
         texts = headlines[:AGREEMENT_TEXTS]
@@ -522,8 +592,13 @@ def measure_variant(spec: VariantSpec, options: BenchOptions, networks: Networks
 
 def make_runner(spec: VariantSpec, networks: Networks, threads: int) -> Runner:
     if spec.kind == "scorer":
-        return ScorerRunner(spec, networks.hf_classifier if spec.network == "hf" else networks.scorer_model, threads)
-    return PipelineRunner(spec, networks.hf_classifier)
+        return ScorerRunner(spec, networks.classifier(spec.family) if spec.network == "hf" else networks.model(spec.family), threads)
+    return PipelineRunner(spec, networks.classifier(spec.family))
+
+
+def labelled_accuracy(scorer: Scorer, texts: Sequence[str], labels: Sequence[int]) -> tuple[float, float]:
+    report = classification_report(list(labels), [LABELS.index(score.label) for score in scorer.score_texts(texts)])
+    return report.accuracy, report.macro_f1
 
 
 def timed(work: Callable[[], T], sync: Callable[[], None]) -> tuple[T, float]:
@@ -606,8 +681,8 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}×" if value and reference else "n/a"
 
 
-def _baseline(results: list[VariantResult], device: str, kind: str) -> VariantResult | None:
-    return next((r for r in results if r.spec.device == device and r.spec.kind == kind), None)
+def _baseline(results: list[VariantResult], device: str, kind: str, family: str = "fast") -> VariantResult | None:
+    return next((r for r in results if r.spec.device == device and r.spec.kind == kind and r.spec.family == family), None)
 
 
 def _variant_name(result: VariantResult) -> str:
@@ -623,7 +698,7 @@ def render_table(results: list[VariantResult]) -> list[str]:
               f"{'batch p50 ms':>14}{'p95 ms':>9}{'peak RSS MiB':>14}" + (f"{'GPU peak MiB':>14}" if gpu else ""))
     lines = [header, "-" * len(header)]
     for result in results:
-        loop = _baseline(results, result.spec.device, "pipeline-loop")
+        loop = _baseline(results, result.spec.device, "pipeline-loop", result.spec.family)
         rate = _median(result.headline_rates)
         lines.append(
             f"{_variant_name(result):<{width}}{_number(rate):>12}"
@@ -644,15 +719,33 @@ def _windows(result: VariantResult) -> str:
 
 def render_ratios(results: list[VariantResult]) -> list[str]:
     lines: list[str] = []
-    for device in ("cpu", "cuda"):
-        scorers = [r for r in results if r.spec.device == device and r.spec.kind == "scorer"]
-        for kind, name in (("pipeline-loop", "per-text pipeline"), ("pipeline-batched", "batched pipeline")):
-            reference = _baseline(results, device, kind)
-            if not scorers or reference is None:
-                continue
-            base = _median(reference.headline_rates)
-            parts = [f"{r.spec.label} ({r.precision}) {_ratio(_median(r.headline_rates), base)}" for r in scorers]
-            lines.append(f"Scorer vs {name} on {'GPU' if device == 'cuda' else 'CPU'}, headlines/s: " + " · ".join(parts))
+    for family in ("fast", "accurate"):
+        for device in ("cpu", "cuda"):
+            scorers = [r for r in results if r.spec.device == device and r.spec.kind == "scorer" and r.spec.family == family]
+            for kind, name in (("pipeline-loop", "per-text pipeline"), ("pipeline-batched", "batched pipeline")):
+                reference = _baseline(results, device, kind, family)
+                if not scorers or reference is None:
+                    continue
+                base = _median(reference.headline_rates)
+                parts = [f"{r.spec.label} ({r.precision}) {_ratio(_median(r.headline_rates), base)}" for r in scorers]
+                lines.append(f"{family} Scorer vs {name} on {'GPU' if device == 'cuda' else 'CPU'}, headlines/s: "
+                             + " · ".join(parts))
+    return lines
+
+
+def render_accuracy(results: list[VariantResult], labelled: Path | None) -> list[str]:
+    """Each trained Scorer row's accuracy on --labelled, and its difference from the fp32 row of its model."""
+    rows = [r for r in results if r.accuracy is not None]
+    if not rows:
+        return []
+    lines = [f"accuracy on {labelled} (accuracy / macro-F1, Δ against the fp32 row of the same model and device):"]
+    for result in rows:
+        assert result.accuracy is not None
+        reference = next((r.accuracy for r in rows if r.spec.family == result.spec.family and r.spec.device == result.spec.device
+                          and r.precision == "fp32"), None)
+        delta = (f"  (Δ {result.accuracy[0] - reference[0]:+.4f} / {result.accuracy[1] - reference[1]:+.4f})"
+                 if reference and result.precision != "fp32" else "")
+        lines.append(f"  {_variant_name(result)}: {result.accuracy[0]:.4f} / {result.accuracy[1]:.4f}{delta}")
     return lines
 
 
@@ -683,6 +776,8 @@ def render(
         "size and depth as the shipped model, UNTRAINED head, [CLS] pooler (only its cost is meaningful)",
         f"Scorer network: {networks.scorer_label}; 'pipeline's network' rows run the Scorer on the pipeline's "
         "classifier directory (identical network)",
+        *([f"accurate rows: {networks.accurate_label}, next to the pipeline on "
+           "AutoModelForSequenceClassification(all-mpnet-base-v2, num_labels=3), UNTRAINED head"] if networks.accurate_hf else []),
         f"long articles: the pipeline truncates at 512 tokens ({stats.long_truncated}/{options.long} cut: only their "
         f"start is scored); the Scorer scores every token, in windows of its model's length overlapping by "
         f"{OVERLAP_TOKENS} ('long windows' = model inputs for the whole long set)",
@@ -693,6 +788,7 @@ def render(
         *render_table(results),
         "",
         *render_ratios(results),
+        *render_accuracy(results, options.labelled),
     ]
     if agreement:
         lines.append("same network, pipeline vs Scorer probabilities on headlines: " + "; ".join(agreement))
@@ -738,13 +834,24 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser.add_argument("--repeat", type=positive_int, default=1, help="timed passes per variant, median reported (default 1)")
     parser.add_argument("--latency-batches", type=positive_int, default=20,
                         help=f"batches of {LATENCY_BATCH} headlines timed for p50/p95 (default 20)")
+    parser.add_argument("--models", type=_models, default=("fast", "accurate"), metavar="fast,accurate",
+                        help="which models' rows to run (default both; accurate where its base is installed)")
+    parser.add_argument("--labelled", type=Path, metavar="CSV",
+                        help="labelled CSV (text,label): accuracy of every trained Scorer row, and its Δ against fp32")
     parser.add_argument("--experiments", action="store_true",
                         help="also run the Scorer under torch.compile and ONNX Runtime on the CPU (pip install -e '.[bench]')")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
     return BenchOptions(args.texts, args.long, args.model, args.device, args.threads, args.repeat, args.latency_batches,
-                        args.experiments)
+                        args.experiments, args.models, args.labelled)
+
+
+def _models(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or any(name not in ("fast", "accurate") for name in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected fast, accurate or fast,accurate")
+    return names
 
 
 def runnable(variants: Iterable[VariantSpec]) -> tuple[list[VariantSpec], list[str]]:
@@ -783,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         networks = prepare_networks(options, Path(tmp))
         stats = input_stats(make_headlines(options.texts), make_long_articles(options.long), networks.hf_classifier)
         variants, skipped = runnable(plan_variants(options, torch.cuda.is_available()))
+        if networks.accurate_hf is None:
+            variants = [spec for spec in variants if spec.family != "accurate"]
         results = run_all(options, variants, networks)
     if not results:
         print("nothing to measure for --device", options.device, file=sys.stderr)

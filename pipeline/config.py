@@ -35,6 +35,7 @@ from pipeline.redaction import (
     redacted_secret_url,
     redacted_webhook_url,
 )
+from pipeline.scoring.model_choice import MODEL_NAMES
 from storage.connection import default_data_dir
 
 ENV_PREFIX = "FINSENT_"
@@ -136,6 +137,13 @@ def _quantize(text: str) -> str:
     if value not in ("none", "int8"):
         raise ValueError("expected none or int8")
     return value
+
+
+def _model(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("expected fast, accurate, auto or a model directory")
+    return value.lower() if value.lower() in MODEL_NAMES else str(Path(value).expanduser())
 
 
 def _precision(text: str) -> str:
@@ -313,7 +321,8 @@ class Settings:
     database_connect_timeout_ms: int = setting("database", "30s", parse_milliseconds, "how long to wait for PostgreSQL at start before giving up")
     data_dir: Path = setting("database", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)")
     # model
-    model_path: Path | None = setting("model", "", _optional_path, "local Hugging Face model dir; empty uses the shipped model")
+    model: str = setting("model", "auto", _model, "fast (MiniLM, shipped), accurate (mpnet; run `finsent model install` once), auto (accurate on CUDA, fast on CPU) or a local model directory")
+    model_path: Path | None = setting("model", "", _optional_path, "older name for FINSENT_MODEL=<directory>: a local finsent or Hugging Face model dir")
     model_device: str = setting("model", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps")
     model_labels: tuple[str, ...] = setting("model", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)")
     model_quantize: str = setting("model", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU")
@@ -447,11 +456,18 @@ class Settings:
         if "model" in sections:
             if self.model_quantize == "int8" and self.model_device not in ("auto", "cpu"):
                 raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 runs on the CPU only; set FINSENT_MODEL_DEVICE=cpu or drop int8")
+            if self.model_quantize == "int8" and self.model == "accurate":
+                raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 ruins the accurate model (measured in bench/scoring.py): "
+                                  "drop int8 (bf16 is faster where the CPU has AMX or AVX512-BF16) or set FINSENT_MODEL=fast")
             if self.model_quantize == "int8" and self.model_precision == "bf16":
                 raise ConfigError("FINSENT_MODEL_QUANTIZE=int8 keeps fp32 activations: drop FINSENT_MODEL_PRECISION=bf16 or int8")
             if self.model_labels and len(self.model_labels) != 3:
                 raise ConfigError(f"FINSENT_MODEL_LABELS={','.join(self.model_labels)!r} must name exactly three labels")
             _check_exists("model_path", self.model_path)
+            if self.model not in MODEL_NAMES:
+                _check_exists("model", Path(self.model))
+            if self.model_path is not None and self.model != "auto":
+                raise ConfigError(f"FINSENT_MODEL={self.model} and FINSENT_MODEL_PATH={str(self.model_path)!r} are both set: keep one")
         if "series" in sections:
             _check_exists("entities_file", self.entities_file)
         if "detection" in sections:

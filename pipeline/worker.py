@@ -157,7 +157,8 @@ class Worker:
         self._database = open_database(settings)
         ensure_schema(self._database.engine)
         scorer = load_scorer(settings)
-        log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device), "precision": scorer.precision}})
+        log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device), "precision": scorer.precision,
+                                               "chosen": scorer.choice.reason if scorer.choice else ""}})
         if self._metrics is not None:
             self._metrics.model_loaded(scorer.version, str(scorer.device))
         self.sink = ArticleSink(
@@ -238,6 +239,7 @@ def load_scorer(settings: Settings) -> Scorer:
         precision=settings.model_precision,
         label_names=settings.model_labels or None,
         data_dir=settings.data_dir,
+        model=settings.model,
     )
 
 

@@ -3,7 +3,7 @@
 with a label mapping.
 
 The project's artifact is a directory with `finsent_model.json` (labels, base, adapter shape,
-training record) and `adapter.safetensors` (LoRA matrices plus the few full tensors trained:
+calibration temperature, training record) and `adapter.safetensors` (LoRA matrices plus the few full tensors trained:
 LayerNorms, biases, the head). Loading merges the adapters into the base weights, so inference
 runs a plain encoder.
 """
@@ -27,11 +27,12 @@ from pipeline.scoring.base_model import MINILM, BaseEncoder, base_by_source
 from pipeline.scoring.classifier import MeanPoolClassifier
 from pipeline.scoring.labels import LABELS, canonical_label
 from pipeline.scoring.lora import LoRALinear, apply_lora_deltas
+from pipeline.scoring.model_choice import SHIPPED_MODELS
 
 ARTIFACT_FORMAT = "finsent-lora-v1"
 MANIFEST = "finsent_model.json"
 WEIGHTS = "adapter.safetensors"
-SHIPPED_MODEL_DIR = Path(__file__).parent / "model"
+SHIPPED_MODEL_DIR = SHIPPED_MODELS["fast"]
 
 
 @dataclass
@@ -44,17 +45,24 @@ class LoadedModel:
     max_length: int
     kind: str
     label_order: tuple[int, ...] = (0, 1, 2)
+    temperature: float = 1.0
+    """Calibration (pipeline/scoring/calibration.py): logits are divided by it."""
+    base: str = ""
+    """A finsent artifact's base encoder key (minilm, mpnet); empty for a Hugging Face directory."""
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.kind == "finsent":
             raw = self.module(input_ids=input_ids, attention_mask=attention_mask)
         else:
             raw = self.module(input_ids=input_ids, attention_mask=attention_mask).logits
-        return raw[:, list(self.label_order)] if self.label_order != (0, 1, 2) else raw
+        raw = raw[:, list(self.label_order)] if self.label_order != (0, 1, 2) else raw
+        return raw / self.temperature if self.temperature != 1.0 else raw
 
 
-def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, Any], base: BaseEncoder = MINILM) -> str:
-    """Write the adapter and manifest; returns the model version (derived from the weights, named after the base)."""
+def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, Any], base: BaseEncoder = MINILM,
+                  temperature: float = 1.0) -> str:
+    """Write the adapter and manifest; returns the model version (derived from the weights and the
+    calibration temperature, named after the base)."""
     tensors: dict[str, torch.Tensor] = {}
     targets: list[str] = []
     for name, module in model.named_modules():
@@ -69,11 +77,13 @@ def save_artifact(model: MeanPoolClassifier, out_dir: Path, manifest: dict[str, 
     for key in sorted(tensors):
         digest.update(key.encode())
         digest.update(tensors[key].float().numpy().tobytes())
+    if temperature != 1.0:
+        digest.update(f"temperature={temperature!r}".encode())
     version = f"finsent-{base.key}-lora-{digest.hexdigest()[:12]}"
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / WEIGHTS))
     full_manifest = {"format": ARTIFACT_FORMAT, "version": version, "base": base.source, "labels": list(LABELS),
-                     "pooling": "mean", "lora_targets": targets, **manifest}
+                     "pooling": "mean", "temperature": temperature, "lora_targets": targets, **manifest}
     (out_dir / MANIFEST).write_text(json.dumps(full_manifest, indent=2) + "\n", encoding="utf-8")
     return version
 
@@ -88,8 +98,8 @@ def load_model(path: Path | None, device: torch.device, label_names: Sequence[st
     if (directory / "config.json").exists():
         return _load_hugging_face(directory, device, label_names)
     raise UserError(
-        f"FINSENT_MODEL_PATH={str(directory)!r} holds neither {MANIFEST} (a finsent model) nor config.json "
-        "(a Hugging Face model): point it at a model directory"
+        f"model directory {str(directory)!r} holds neither {MANIFEST} (a finsent model) nor config.json "
+        "(a Hugging Face model): point FINSENT_MODEL at a model directory, or set it to fast or accurate"
     )
 
 
@@ -97,7 +107,8 @@ def _load_finsent(directory: Path, device: torch.device, data_dir: Path | None) 
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise UserError(f"{directory / MANIFEST}: unknown format {manifest.get('format')!r}, expected {ARTIFACT_FORMAT}")
-    base = base_by_source(str(manifest.get("base", MINILM.source))).directory(data_dir)
+    base_encoder = base_by_source(str(manifest.get("base", MINILM.source)))
+    base = base_encoder.directory(data_dir)
     encoder = AutoModel.from_pretrained(base, local_files_only=True)
     model = MeanPoolClassifier(encoder, len(LABELS))
     tensors = load_file(str(directory / WEIGHTS))
@@ -113,7 +124,8 @@ def _load_finsent(directory: Path, device: torch.device, data_dir: Path | None) 
     apply_lora_deltas(model, deltas)
     model.eval().to(device)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    return LoadedModel(model, tokenizer, manifest["version"], int(manifest.get("max_length", 256)), "finsent")
+    return LoadedModel(model, tokenizer, manifest["version"], int(manifest.get("max_length", 256)), "finsent",
+                       temperature=float(manifest.get("temperature", 1.0)), base=base_encoder.key)
 
 
 def _load_hugging_face(directory: Path, device: torch.device, label_names: Sequence[str] | None) -> LoadedModel:
@@ -121,7 +133,7 @@ def _load_hugging_face(directory: Path, device: torch.device, label_names: Seque
         model = AutoModelForSequenceClassification.from_pretrained(directory, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError) as error:
-        raise UserError(f"FINSENT_MODEL_PATH={str(directory)!r} cannot be loaded as a classifier: {error}") from None
+        raise UserError(f"model directory {str(directory)!r} cannot be loaded as a classifier: {error}") from None
     names = list(label_names) if label_names else [model.config.id2label[i] for i in range(model.config.num_labels)]
     order = _label_order(names, directory)
     model.eval().to(device)

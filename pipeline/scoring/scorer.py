@@ -23,11 +23,15 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from consumers.schema import NewsItem
+from pipeline.errors import UserError
 from pipeline.scoring.artifact import LoadedModel, load_model
 from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
+from pipeline.scoring.model_choice import ModelChoice, choose_model
 from pipeline.scoring.precision import resolve_precision
 
 OVERLAP_TOKENS = 16
+INT8_BREAKS = {"mpnet": "accuracy on its PhraseBank training sentences 0.96 -> 0.64 in bench/scoring.py"}
+"""Bases whose dynamic int8 quantization was measured to destroy accuracy, with the measurement."""
 DEFAULT_TOKEN_BUDGET = 4096
 DEFAULT_MAX_BATCH = 128
 
@@ -84,6 +88,9 @@ class Scorer:
         if quantize_int8:
             if device.type != "cpu":
                 raise ValueError("dynamic int8 quantization runs on the CPU only")
+            if model.base in INT8_BREAKS:
+                raise UserError(f"FINSENT_MODEL_QUANTIZE=int8 ruins the {model.base} model ({INT8_BREAKS[model.base]}): "
+                                "drop int8 (bf16 is faster where the CPU has AMX or AVX512-BF16), or use FINSENT_MODEL=fast")
             model.module = torch.ao.quantization.quantize_dynamic(
                 model.module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
             )
@@ -92,6 +99,8 @@ class Scorer:
         self._prefix, self._suffix = _special_tokens(model.tokenizer)
         self._window = model.max_length - len(self._prefix) - len(self._suffix)
         self._pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+        self.choice: ModelChoice | None = None
+        """How Scorer.load picked the model (None when built from a LoadedModel)."""
 
     @classmethod
     def load(
@@ -105,12 +114,18 @@ class Scorer:
         token_budget: int = DEFAULT_TOKEN_BUDGET,
         precision: str = "auto",
         data_dir: Path | None = None,
+        model: str = "auto",
     ) -> Scorer:
+        """`model` is FINSENT_MODEL (fast, accurate, auto or a directory) and `model_path` FINSENT_MODEL_PATH
+        (pipeline/scoring/model_choice.py); `data_dir` is where an installed base encoder lives."""
         chosen = choose_device(device)
         if chosen.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
-        return cls(load_model(model_path, chosen, label_names, data_dir), chosen, quantize_int8=quantize_int8, token_budget=token_budget,
-                   precision=precision)
+        choice = choose_model(model, model_path, chosen.type, data_dir)
+        scorer = cls(load_model(choice.directory, chosen, label_names, data_dir), chosen, quantize_int8=quantize_int8,
+                     token_budget=token_budget, precision=precision)
+        scorer.choice = choice
+        return scorer
 
     @property
     def precision(self) -> str:

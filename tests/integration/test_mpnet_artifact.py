@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.errors import UserError
 from pipeline.scoring.artifact import MANIFEST, WEIGHTS, load_model, save_artifact
 from pipeline.scoring.base_model import MPNET
 from pipeline.scoring.lora import LoRALinear
+from pipeline.scoring.model_choice import SHIPPED_MODELS
 from pipeline.scoring.scorer import Scorer
 from pipeline.scoring.training import build_trainable_model
 from pipeline.scoring.training_config import TrainingConfig
@@ -47,3 +49,14 @@ def test_an_mpnet_artifact_round_trips_and_stays_small(data_dir: Path, tmp_path:
     assert torch.allclose(actual, expected, atol=1e-4)
     scored = Scorer(loaded, CPU).score_texts(["Acme files for bankruptcy"])
     assert scored[0].p_negative + scored[0].p_neutral + scored[0].p_positive == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_shipped_accurate_model_loads_calibrated_and_refuses_int8(data_dir: Path) -> None:
+    loaded = load_model(SHIPPED_MODELS["accurate"], CPU, data_dir=data_dir)
+    assert loaded.version.startswith("finsent-mpnet-lora-") and loaded.base == "mpnet"
+    assert loaded.temperature > 1.0, "fitted on the validation split: the raw model was over-confident"
+    scores = Scorer(loaded, CPU).score_texts(["Operating profit fell sharply and the company issued a profit warning",
+                                              "Net sales rose 25% to a record and the outlook was raised"])
+    assert [score.label for score in scores] == ["negative", "positive"]
+    with pytest.raises(UserError, match="int8 ruins the mpnet model"):
+        Scorer(load_model(SHIPPED_MODELS["accurate"], CPU, data_dir=data_dir), CPU, quantize_int8=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.scoring.scorer import Scorer
 from tests.integration.test_cli_errors import assert_one_clear_line, run_finsent
+from tests.support.mpnet import installed_mpnet
 
 PHRASES = {
     "negative": ["profit fell sharply", "shares plunged after the warning", "the company cut its outlook", "losses widened"],
@@ -73,3 +74,35 @@ def test_cross_validation_reports_every_fold_and_resumes_from_its_report(tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming: folds 1, 2 already in" in again.stderr and "fold 1/2 epoch" not in again.stderr
     assert json.loads(report_path.read_text()) == report
+
+
+def test_mpnet_cross_validation_trains_from_cached_lower_layers(tmp_path: Path) -> None:
+    data_dir, _ = installed_mpnet()
+    data = tmp_path / "small.csv"
+    write_labelled(data)
+    report_path = tmp_path / "cv.json"
+    run = run_finsent("train", "--base", "mpnet", "--data", str(data), "--folds", "2", "--epochs", "1", "--report",
+                      str(report_path), environment={"FINSENT_DATA_DIR": str(data_dir)}, timeout_s=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "caching layers below 8" in run.stderr, "mpnet's layers 0-7 are computed once, not trained"
+    report = json.loads(report_path.read_text())
+    assert report["config"]["frozen_layers"] == 8 and report["complete"] is True
+    fold = report["per_fold"][0]
+    assert {"bf16", "ece", "ece_scaled", "temperature"} <= set(fold)
+    assert not list(tmp_path.glob("cv.json.fold*.pt")), "a finished fold leaves no checkpoint behind"
+
+
+def test_eval_scores_both_shipped_models(tmp_path: Path) -> None:
+    data_dir, _ = installed_mpnet()
+    data = tmp_path / "small.csv"
+    write_labelled(data, repeat=1)
+    for model in ("fast", "accurate"):
+        report_path = tmp_path / f"{model}.json"
+        run = run_finsent("eval", "--model", model, "--data", str(data), "--json", str(report_path),
+                          environment={"FINSENT_DATA_DIR": str(data_dir)}, timeout_s=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        report = json.loads(report_path.read_text())
+        assert report["model_version"].startswith(f"finsent-{'minilm' if model == 'fast' else 'mpnet'}-lora-")
+        assert report["accuracy"] >= 0.75, f"the {model} model gets plain financial phrases right"
+        assert 0.0 <= report["expected_calibration_error"] <= 1.0
+        assert "expected calibration error" in run.stdout

@@ -96,7 +96,7 @@ def test_hugging_face_label_names_map_onto_ours() -> None:
 
 
 def test_missing_model_directory_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="FINSENT_MODEL_PATH"):
+    with pytest.raises(UserError, match="point FINSENT_MODEL at a model directory"):
         load_model(tmp_path, CPU)
 
 
