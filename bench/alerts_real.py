@@ -65,6 +65,7 @@ from pipeline.interruption import interrupts_ignored
 from pipeline.kafka_settings import kafka_options
 from pipeline.logfmt import configure_logging
 from pipeline.moments import parse_moment
+from pipeline.scoring.mpnet_base import share_installed_base
 from pipeline.series import bucket_start
 from pipeline.tabular import clock_text, width_label
 from pipeline.worker import Worker
@@ -126,15 +127,6 @@ class Run:
 # ---------------------------------------------------------------- infrastructure
 
 
-def _share_installed_models(data_dir: Path) -> None:
-    """The scratch data dir sees the base encoders `finsent model install` put under the user's FINSENT_DATA_DIR,
-    so FINSENT_MODEL=accurate works here too."""
-    installed = Settings.load({k: v for k, v in os.environ.items() if k == "FINSENT_DATA_DIR"}).data_dir / "models"
-    link = data_dir / "models"
-    if installed.is_dir() and not link.exists():
-        link.symlink_to(installed.resolve(), target_is_directory=True)
-
-
 @contextmanager
 def scratch_database(keep: Path | None) -> Iterator[Scratch]:
     """An embedded PostgreSQL under `keep` (kept) or a temporary directory (removed), migrated."""
@@ -144,7 +136,8 @@ def scratch_database(keep: Path | None) -> Iterator[Scratch]:
         else:
             keep.mkdir(parents=True, exist_ok=True)
             data_dir = keep
-        _share_installed_models(data_dir)
+        # FINSENT_MODEL=accurate works here too: the scratch data dir sees the user's installed base.
+        share_installed_base(data_dir, Settings.load({k: v for k, v in os.environ.items() if k == "FINSENT_DATA_DIR"}).data_dir)
         server = EmbeddedPostgres(data_dir, delete_on_exit=keep is None)
         stack.callback(server.stop)
         url = server.start()

@@ -321,7 +321,7 @@ class Settings:
     database_connect_timeout_ms: int = setting("database", "30s", parse_milliseconds, "how long to wait for PostgreSQL at start before giving up")
     data_dir: Path = setting("database", "", _path, "where the embedded PostgreSQL keeps its data (default: the user data dir)")
     # model
-    model: str = setting("model", "auto", _model, "fast (MiniLM, shipped), accurate (mpnet; run `finsent model install` once), auto (accurate on CUDA, fast on CPU) or a local model directory")
+    model: str = setting("model", "auto", _model, "fast (MiniLM, shipped), accurate (mpnet; run `finsent model install` once), auto (accurate where installed and bf16 is native: CUDA, AMX or AVX512-BF16 CPUs; else fast) or a local model directory")
     model_path: Path | None = setting("model", "", _optional_path, "older name for FINSENT_MODEL=<directory>: a local finsent or Hugging Face model dir")
     model_device: str = setting("model", "auto", _device, "auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps")
     model_labels: tuple[str, ...] = setting("model", "", _label_list, "label names of a Hugging Face model in output order, when its config does not say (e.g. positive,negative,neutral)")

@@ -33,6 +33,7 @@ from pipeline.plotting import FIGURE_WIDTH_PX, HEADER_HEIGHT_PX, PANEL_HEIGHT_PX
 from storage.embedded import url_of_running_server
 from tests.support.broker_io import wait_until
 from tests.support.finsent_cli import embedded_environment, finsent_command
+from tests.support.mpnet import share_installed_models
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -66,6 +67,7 @@ class DemoRun:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     data_dir = tmp_path_factory.mktemp("demo")
+    share_installed_models(data_dir)
     result = subprocess.run([*finsent_command(), "demo"], env=embedded_environment(data_dir), cwd=data_dir,
                             capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
     listed = finsent(data_dir, "alerts", "--format", "json")

@@ -69,7 +69,7 @@ def test_articles_for_entity_frame(engine: Engine) -> None:
 
 def test_sink_writes_one_batch_and_reports_an_unreachable_database(engine: Engine) -> None:
     matcher = EntityMatcher(load_entities(None), "MARKET")
-    scorer = Scorer.load(None, "cpu")
+    scorer = Scorer.load(None, "cpu", model="fast")
     items = [parse_news(b'{"published_at": "2026-03-02T14:30:00Z", "headline": "Apple and $NVDA rally"}')]
     sink = ArticleSink(engine, matcher, scorer, SeriesConfig())
     sink(items)

@@ -14,6 +14,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.errors import UserError
 from pipeline.scoring.base_model import MPNET
+from pipeline.scoring.mpnet_base import share_installed_base
 
 
 def installed_mpnet() -> tuple[Path, Path]:
@@ -25,3 +26,10 @@ def installed_mpnet() -> tuple[Path, Path]:
         if os.environ.get("CI", "").lower() == "true":
             raise
         pytest.skip(str(missing))
+
+
+
+def share_installed_models(data_dir: Path) -> None:
+    """Give a fresh data dir the base encoders installed under the default one, as a user's data dir
+    has them after `make setup`: FINSENT_MODEL=auto then picks what a user's run picks."""
+    share_installed_base(data_dir, Settings.load({}).data_dir)

