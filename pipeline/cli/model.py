@@ -48,6 +48,15 @@ def add_model_commands(commands: Any) -> None:
     train.add_argument("--target",
                        help="name of the target-domain CSV: the validation split and the folds come from it "
                             "(default: the first --data file)")
+    train.add_argument("--teacher", type=Path, metavar="DIR",
+                       help="distil: learn from this model's probabilities as well as the labels (with --folds: the fold "
+                            "models of the teacher's own cross-validation, made with --save-fold-models)")
+    train.add_argument("--unlabelled", type=Path, nargs="+", default=[], metavar="CSV",
+                       help="with --teacher: texts without labels (a text or headline column) that learn from the teacher alone")
+    train.add_argument("--hard-weight", type=fraction, default=TrainingConfig.hard_weight,
+                       help="with --teacher: the label's share of a labelled example's loss (default 0.5)")
+    train.add_argument("--save-fold-models", type=Path, metavar="DIR",
+                       help="with --folds: keep each fold's model in DIR/foldN, to teach a student's cross-validation")
     train.add_argument("--report", type=Path,
                        help="write the training or cross-validation report as JSON here (a cross-validation resumes from it)")
     train.set_defaults(handler=train_model)
@@ -67,12 +76,24 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
         raise UserError("finsent train needs --out DIR for the model (or --folds K to cross-validate)")
     if arguments.folds is not None and arguments.folds < 2:
         raise UserError(f"--folds {arguments.folds}: cross-validation needs at least 2 folds")
+    if arguments.unlabelled and arguments.teacher is None:
+        raise UserError("--unlabelled texts learn from a teacher's probabilities: give --teacher DIR too")
+    if arguments.save_fold_models is not None and arguments.folds is None:
+        raise UserError("--save-fold-models keeps cross-validation fold models: give --folds K too")
     data = load_training_data(arguments.data)
+    distillation = None
+    if arguments.teacher is not None:
+        from pipeline.scoring.dataset import read_unlabelled_csv
+        from pipeline.scoring.workflows import Distillation
+
+        if not arguments.teacher.is_dir():
+            raise UserError(f"--teacher {arguments.teacher}: not a directory; give a model directory (or fold models with --folds)")
+        distillation = Distillation(arguments.teacher, [e for path in arguments.unlabelled for e in read_unlabelled_csv(path)])
     config = TrainingConfig(
         base=arguments.base, epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
         lora_rank=arguments.rank, lora_alpha=2.0 * arguments.rank, patience=arguments.patience, seed=arguments.seed,
         frozen_layers=BASES[arguments.base].frozen_layers if arguments.frozen_layers is None else arguments.frozen_layers,
-        precision=arguments.precision,
+        precision=arguments.precision, hard_weight=arguments.hard_weight,
     )
     if settings.torch_threads:
         import torch
@@ -83,7 +104,7 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
         raise UserError(f"--target {on_file!r} is not one of the --data files: name one of them, e.g. {arguments.data[0].name}")
     if arguments.folds is not None:
         report = cross_validate(data, config, arguments.folds, on_file, arguments.validation_fraction, arguments.report,
-                                settings.data_dir)
+                                settings.data_dir, distillation=distillation, save_fold_models=arguments.save_fold_models)
         done = "" if report["complete"] else f" (partial: {len(report['per_fold'])} folds)"
         print(f"{arguments.folds}-fold cross-validation on {on_file}{done}: "
               f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}, "
@@ -91,7 +112,7 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
         return 0
     command = "finsent train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "finsent train"
     version, validation = train_and_save(data, config, arguments.out, arguments.validation_fraction, on_file, command,
-                                         settings.data_dir)
+                                         settings.data_dir, distillation)
     print(f"saved {version} to {arguments.out}\nvalidation ({validation.count} held-out examples):\n{validation.render()}")
     if arguments.report:
         write_json(arguments.report, validation.to_json() | {"model_version": version})

@@ -19,6 +19,37 @@ class Example:
     label: int
     source: str
     """File the example came from; splits are stratified by source and label."""
+    soft: tuple[float, float, float] | None = None
+    """A teacher model's probabilities (LABELS order), for distillation; None without a teacher."""
+
+    @property
+    def labelled(self) -> bool:
+        """Unlabelled headlines (label UNLABELLED) train on their teacher's probabilities only."""
+        return self.label != UNLABELLED
+
+
+UNLABELLED = -1
+
+
+def read_unlabelled_csv(path: Path) -> list[Example]:
+    """Texts without labels, for distillation: a CSV with a `text` or `headline` column."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"{path}: not a readable file; expected a CSV with a text or headline column") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        try:
+            column = next((name for name in ("text", "headline") if name in (reader.fieldnames or [])), None)
+            if column is None:
+                raise UserError(f"{path}: expected a CSV header with a text or headline column (found {reader.fieldnames})")
+            texts = [(row.get(column) or "").strip() for row in reader]
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text; save it as UTF-8 CSV") from None
+    examples = [Example(text, UNLABELLED, path.name) for text in texts if text]
+    if not examples:
+        raise UserError(f"{path}: no texts")
+    return examples
 
 
 def read_labelled_csv(path: Path) -> list[Example]:

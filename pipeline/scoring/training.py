@@ -26,7 +26,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from pipeline.scoring.base_model import BASES
 from pipeline.scoring.classifier import MeanPoolClassifier
-from pipeline.scoring.dataset import Example
+from pipeline.scoring.dataset import UNLABELLED, Example
 from pipeline.scoring.evaluation import ClassificationReport, classification_report
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.layer_cache import LowerStates, layer_count, pad_states
@@ -57,8 +57,9 @@ class TrainingResult:
 Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback, e.g. a progress bar."""
 
-Item = tuple[Any, int]
-"""(token ids or cached states, label): anything with a length, and its class."""
+Item = tuple[Any, int, tuple[float, float, float] | None]
+"""(token ids or cached states, label, teacher probabilities): the first has a length; the label is
+UNLABELLED for distillation-only headlines."""
 
 
 def build_trainable_model(config: TrainingConfig, data_dir: Path | None = None) -> MeanPoolClassifier:
@@ -99,15 +100,15 @@ class _Inputs:
     def items(self, examples: Sequence[Example]) -> list[Item]:
         if self.cache is None:
             ids = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.config.max_length)["input_ids"]
-            return list(zip(ids, (e.label for e in examples), strict=True))
+            return [(row, e.label, e.soft) for row, e in zip(ids, examples, strict=True)]
         self.cache.add(self.tokenizer, [e.text for e in examples], self.config.max_length, self.progress)
-        return [(self.cache[e.text], e.label) for e in examples]
+        return [(self.cache[e.text], e.label, e.soft) for e in examples]
 
     def logits(self, batch: Sequence[Item]) -> torch.Tensor:
         if self.cache is None:
-            input_ids, attention_mask = _pad_ids([ids for ids, _ in batch], self.tokenizer.pad_token_id or 0)
+            input_ids, attention_mask = _pad_ids([ids for ids, _, _ in batch], self.tokenizer.pad_token_id or 0)
             return self.model(input_ids, attention_mask)
-        states, attention_mask = pad_states([states for states, _ in batch])
+        states, attention_mask = pad_states([states for states, _, _ in batch])
         return self.model.forward_from_layer(states, attention_mask, self.cache.start)
 
 
@@ -136,7 +137,6 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
     )
-    loss_function = nn.CrossEntropyLoss()
     result = TrainingResult(model, tokenizer, best_epoch=0, cache=inputs.cache)
     state = _TrainingState(model, optimizer, scheduler, rng, _fingerprint(config, train, validation))
     first_epoch = state.resume(checkpoint, result)
@@ -150,7 +150,7 @@ def train_model(
         for step, batch in enumerate(batches, start=1):
             with autocast:
                 logits = inputs.logits(batch)
-            loss = loss_function(logits.float(), torch.tensor([label for _, label in batch]))
+            loss = batch_loss(logits.float(), batch, config.hard_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -160,7 +160,7 @@ def train_model(
             if progress:
                 progress(f"epoch {epoch}/{config.epochs}", step, len(batches))
         validation_logits = _batched_logits(inputs, validation_items, autocast)
-        report = classification_report([label for _, label in validation_items], validation_logits.argmax(dim=-1).tolist())
+        report = classification_report([label for _, label, _ in validation_items], validation_logits.argmax(dim=-1).tolist())
         result.history.append(EpochRecord(epoch, total_loss / max(1, len(batches)), report))
         if report.macro_f1 > max((r.validation.macro_f1 for r in result.history[:-1]), default=-1.0):
             result.best_epoch = epoch
@@ -170,6 +170,23 @@ def train_model(
     state.restore_best()
     model.eval()
     return result
+
+
+def batch_loss(logits: torch.Tensor, batch: Sequence[Item], hard_weight: float) -> torch.Tensor:
+    """Cross-entropy on the labels; with a teacher, mixed with the cross-entropy on its probabilities
+    (`hard_weight` on the label, the rest on the teacher), and the teacher's alone for unlabelled text."""
+    labels = torch.tensor([label for _, label, _ in batch])
+    if all(soft is None for _, _, soft in batch):
+        return nn.functional.cross_entropy(logits, labels)
+    log_p = nn.functional.log_softmax(logits, dim=-1)
+    labelled = labels != UNLABELLED
+    hard = -log_p.gather(1, labels.clamp(min=0).unsqueeze(1)).squeeze(1) * labelled
+    has_soft = torch.tensor([soft is not None for _, _, soft in batch])
+    targets = torch.tensor([soft if soft is not None else (0.0, 0.0, 0.0) for _, _, soft in batch], dtype=log_p.dtype)
+    soft_loss = -(targets * log_p).sum(dim=1)
+    weight_hard = torch.where(has_soft, hard_weight, 1.0) * labelled
+    weight_soft = torch.where(has_soft, torch.where(labelled, 1.0 - hard_weight, 1.0), 0.0)
+    return (weight_hard * hard + weight_soft * soft_loss).mean()
 
 
 @torch.no_grad()
@@ -246,7 +263,8 @@ def _fingerprint(config: TrainingConfig, train: Sequence[Example], validation: S
     digest = hashlib.sha256(json.dumps(config.manifest(), sort_keys=True).encode())
     for part in (train, validation):
         for example in part:
-            digest.update(f"{example.label}\t{example.text}\n".encode())
+            soft = "" if example.soft is None else ",".join(f"{p:.6f}" for p in example.soft)
+            digest.update(f"{example.label}\t{soft}\t{example.text}\n".encode())
         digest.update(b"\x00")
     return digest.hexdigest()
 

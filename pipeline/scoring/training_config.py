@@ -25,6 +25,11 @@ class TrainingConfig:
     max_length: int = 128
     patience: int = 2
     seed: int = 13
+    hard_weight: float = 0.5
+    """With a teacher (distillation): the weight of the label in a labelled example's loss; the rest
+    goes to the teacher's probabilities. Unlabelled text learns from the teacher alone."""
+    teacher: str = ""
+    """The teacher model's version (or, in cross-validation, its fold models' directory); empty: none."""
 
     def manifest(self) -> dict[str, object]:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -14,7 +15,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from pipeline.scoring.artifact import save_artifact
+from pipeline.errors import UserError
+from pipeline.scoring.artifact import MANIFEST, save_artifact
 from pipeline.scoring.base_model import BASES
 from pipeline.scoring.calibration import expected_calibration_error, fit_temperature
 from pipeline.scoring.dataset import Example, deduplicate, read_labelled_csv, stratified_folds, stratified_split
@@ -68,9 +70,19 @@ class _Bar:
             self._bar = None
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Learning from a teacher model's probabilities: `teacher` is a model directory (for a
+    cross-validation, the fold models of the teacher's own cross-validation, fold1..foldK, made
+    with --save-fold-models), `unlabelled` extra texts that train on the teacher alone."""
+
+    teacher: Path
+    unlabelled: list[Example]
+
+
 def train_and_save(
     data: TrainingData, config: TrainingConfig, out_dir: Path, validation_fraction: float, validate_on: str, command: str,
-    data_dir: Path | None = None,
+    data_dir: Path | None = None, distillation: Distillation | None = None,
 ) -> tuple[str, ClassificationReport]:
     """Train on everything but a validation split of `validate_on` (the target domain), which
     drives early stopping, fits the calibration temperature and is reported; the other files
@@ -81,6 +93,10 @@ def train_and_save(
         raise ValueError(f"no examples from {validate_on}")
     train, validation = stratified_split(target, validation_fraction, config.seed)
     train += [e for e in data.examples if e.source != validate_on]
+    if distillation is not None:
+        teacher = _teacher(distillation.teacher, data_dir)
+        train = taught(teacher, train + distillation.unlabelled)
+        config = dataclasses.replace(config, teacher=teacher.version)
     checkpoint = out_dir / ".training-checkpoint.pt"
     bar = _Bar()
     result = train_model(config, train, validation, bar, data_dir, checkpoint=checkpoint)
@@ -128,7 +144,8 @@ def _calibration(logits: torch.Tensor | None, labels: list[int]) -> dict[str, fl
 
 def cross_validate(
     data: TrainingData, config: TrainingConfig, folds: int, on_file: str, validation_fraction: float,
-    report_path: Path | None = None, data_dir: Path | None = None,
+    report_path: Path | None = None, data_dir: Path | None = None, *, distillation: Distillation | None = None,
+    save_fold_models: Path | None = None,
 ) -> dict[str, Any]:
     """K folds over the examples of `on_file`; examples of the other files always train.
 
@@ -138,11 +155,17 @@ def cross_validate(
     and standard deviation. With `report_path`, the report is rewritten after every fold, each
     fold checkpoints after every epoch, and a rerun with the same data, configuration and K
     resumes where the last one stopped: a long CPU run can span sessions.
+
+    `save_fold_models` keeps each fold's model (DIR/foldN, with the digest of its held-out part), so
+    a student's cross-validation can learn, in each fold, from a teacher that never saw that fold
+    (`distillation`); a teacher fold whose held-out part differs is refused.
     """
     target = [e for e in data.examples if e.source == on_file]
     others = [e for e in data.examples if e.source != on_file]
     if not target:
         raise ValueError(f"no examples from {on_file}")
+    if distillation is not None:
+        config = dataclasses.replace(config, teacher=str(distillation.teacher))
     header = {"folds": folds, "evaluated_on": on_file, "config": config.manifest(), "data": data.describe()}
     results = _completed_folds(report_path, header)
     if results:
@@ -155,6 +178,9 @@ def cross_validate(
         rest = [e for i, part in enumerate(parts) if i != index for e in part]
         train, validation = stratified_split(rest, validation_fraction, config.seed + index)
         train += others
+        if distillation is not None:
+            teacher = _fold_teacher(distillation.teacher, index + 1, folds, held_out, data_dir)
+            train = taught(teacher, train + distillation.unlabelled)
         checkpoint = report_path.with_name(f"{report_path.name}.fold{index + 1}.pt") if report_path else None
         bar = _Bar(f"fold {index + 1}/{folds} ")
         result = train_model(config, train, validation, bar, data_dir, cache=cache, checkpoint=checkpoint)
@@ -162,6 +188,12 @@ def cross_validate(
         cache = result.cache
         fold = _score_fold(result, held_out, validation, config.max_length)
         results.append({"fold": index + 1, "best_epoch": result.best_epoch, **fold})
+        if save_fold_models is not None:
+            fold_record = {"fold": index + 1, "folds": folds, "held_out_sha256": _digest(held_out)}
+            save_artifact(result.model, save_fold_models / f"fold{index + 1}",
+                          {"lora_rank": config.lora_rank, "lora_alpha": config.lora_alpha, "max_length": config.max_length,
+                           "training": {"config": config.manifest(), "cross_validation": fold_record}},
+                          BASES[config.base], temperature=fold["temperature"])
         print(f"fold {index + 1}/{folds}: accuracy {fold['accuracy']:.4f} macro-F1 {fold['macro_f1']:.4f} "
               f"(bf16 {fold['bf16']['accuracy']:.4f} / {fold['bf16']['macro_f1']:.4f}; best epoch {result.best_epoch})",
               file=sys.stderr, flush=True)
@@ -170,6 +202,39 @@ def cross_validate(
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
     return _cv_summary(header, results)
+
+
+def taught(teacher: Scorer, examples: Sequence[Example], batch_size: int = 256) -> list[Example]:
+    """The examples with the teacher's probabilities attached (its calibrated ones)."""
+    soft: list[tuple[float, float, float]] = []
+    with tqdm(total=len(examples), desc=f"teacher {teacher.version}", unit="text", file=sys.stderr, mininterval=1.0) as bar:
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            soft.extend((s.p_negative, s.p_neutral, s.p_positive) for s in teacher.score_texts([e.text for e in chunk]))
+            bar.update(len(chunk))
+    return [dataclasses.replace(example, soft=probabilities) for example, probabilities in zip(examples, soft, strict=True)]
+
+
+def _teacher(directory: Path, data_dir: Path | None) -> Scorer:
+    return Scorer.load(directory, data_dir=data_dir)
+
+
+def _fold_teacher(directory: Path, fold: int, folds: int, held_out: Sequence[Example], data_dir: Path | None) -> Scorer:
+    """Fold `fold`'s teacher, refused unless it was trained without exactly this fold's held-out part."""
+    fold_dir = directory / f"fold{fold}"
+    try:
+        record = json.loads((fold_dir / MANIFEST).read_text(encoding="utf-8"))["training"]["cross_validation"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--teacher {directory}: no fold model {fold_dir.name} of a {folds}-fold cross-validation; make them "
+                        f"with finsent train --folds {folds} --save-fold-models {directory}") from None
+    if record.get("folds") != folds or record.get("held_out_sha256") != _digest(held_out):
+        raise UserError(f"--teacher {fold_dir}: its held-out fold differs from this one (other data, seed or number of folds): "
+                        "a teacher that saw this fold would leak its labels; rebuild the fold models on the same data")
+    return _teacher(fold_dir, data_dir)
+
+
+def _digest(examples: Sequence[Example]) -> str:
+    return hashlib.sha256("\n".join(sorted(e.text for e in examples)).encode()).hexdigest()
 
 
 def _score_fold(result: TrainingResult, held_out: Sequence[Example], validation: Sequence[Example],

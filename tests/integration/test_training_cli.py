@@ -106,3 +106,41 @@ def test_eval_scores_both_shipped_models(tmp_path: Path) -> None:
         assert report["accuracy"] >= 0.75, f"the {model} model gets plain financial phrases right"
         assert 0.0 <= report["expected_calibration_error"] <= 1.0
         assert "expected calibration error" in run.stdout
+
+
+def test_a_student_cross_validation_learns_from_fold_teachers_that_never_saw_its_fold(tmp_path: Path) -> None:
+    data = tmp_path / "small.csv"
+    write_labelled(data)
+    unlabelled = tmp_path / "headlines.csv"
+    unlabelled.write_text("headline\nAcme shares tumble after profit warning\nAcme wins record order\n", encoding="utf-8")
+    teachers = tmp_path / "teachers"
+    teacher_run = run_finsent("train", "--data", str(data), "--folds", "2", "--epochs", "1", "--save-fold-models", str(teachers),
+                              "--report", str(tmp_path / "teacher.json"), timeout_s=600)
+    assert teacher_run.returncode == 0, teacher_run.stderr[-2000:]
+    assert sorted(path.name for path in teachers.iterdir()) == ["fold1", "fold2"]
+
+    student = run_finsent("train", "--data", str(data), "--folds", "2", "--epochs", "1", "--teacher", str(teachers),
+                          "--unlabelled", str(unlabelled), "--report", str(tmp_path / "student.json"), timeout_s=600)
+    assert student.returncode == 0, student.stderr[-2000:]
+    assert "teacher finsent-minilm-lora-" in student.stderr, "each fold's texts are scored by its teacher, with progress"
+    report = json.loads((tmp_path / "student.json").read_text())
+    assert report["config"]["teacher"] == str(teachers) and report["complete"] is True
+
+    other_folds = run_finsent("train", "--data", str(data), "--folds", "3", "--epochs", "1", "--teacher", str(teachers))
+    assert_one_clear_line(other_folds, "fold", "leak")
+    assert_one_clear_line(run_finsent("train", "--data", str(data), "--out", str(tmp_path / "m"), "--unlabelled", str(unlabelled)),
+                          "--unlabelled", "--teacher")
+
+
+def test_a_model_distilled_from_one_teacher_records_it(tmp_path: Path) -> None:
+    data = tmp_path / "small.csv"
+    write_labelled(data)
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    first = run_finsent("train", "--data", str(data), "--out", str(teacher), "--epochs", "1", "--validation-fraction", "0.25",
+                        timeout_s=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_finsent("train", "--data", str(data), "--out", str(student), "--epochs", "1", "--validation-fraction", "0.25",
+                         "--teacher", str(teacher), timeout_s=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    teacher_version = json.loads((teacher / "finsent_model.json").read_text())["version"]
+    assert json.loads((student / "finsent_model.json").read_text())["training"]["config"]["teacher"] == teacher_version
