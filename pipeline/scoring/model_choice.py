@@ -34,8 +34,10 @@ class ModelChoice:
     """Why this one, for the worker's model_loaded log line."""
 
 
-def choose_model(setting: str, legacy_path: Path | None, device_type: str, data_dir: Path | None) -> ModelChoice:
-    """The model directory for FINSENT_MODEL (`setting`) and FINSENT_MODEL_PATH (`legacy_path`) on a device."""
+def choose_model(setting: str, legacy_path: Path | None, device_type: str, data_dir: Path | None,
+                 *, int8: bool = False) -> ModelChoice:
+    """The model directory for FINSENT_MODEL (`setting`) and FINSENT_MODEL_PATH (`legacy_path`) on a device;
+    `int8` (FINSENT_MODEL_QUANTIZE=int8) keeps auto on the fast model, the only one int8 does not ruin."""
     if legacy_path is not None:
         if setting != "auto":
             raise UserError(f"FINSENT_MODEL={setting} and FINSENT_MODEL_PATH={str(legacy_path)!r} are both set: keep one")
@@ -44,6 +46,9 @@ def choose_model(setting: str, legacy_path: Path | None, device_type: str, data_
         return ModelChoice(SHIPPED_MODELS[setting], setting, f"FINSENT_MODEL={setting}")
     if setting != "auto":
         return ModelChoice(Path(setting).expanduser(), "path", "FINSENT_MODEL is a directory")
+    if int8:
+        return ModelChoice(SHIPPED_MODELS["fast"], "fast", "auto with FINSENT_MODEL_QUANTIZE=int8: the fast model "
+                                                           "(int8 ruins the accurate one)")
     if not accurate_base_installed(data_dir):
         return ModelChoice(SHIPPED_MODELS["fast"], "fast",
                            "auto: the accurate model's base is not installed (finsent model install), so the fast model")

@@ -121,7 +121,7 @@ class Scorer:
         chosen = choose_device(device)
         if chosen.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
-        choice = choose_model(model, model_path, chosen.type, data_dir)
+        choice = choose_model(model, model_path, chosen.type, data_dir, int8=quantize_int8)
         scorer = cls(load_model(choice.directory, chosen, label_names, data_dir), chosen, quantize_int8=quantize_int8,
                      token_budget=token_budget, precision=precision)
         scorer.choice = choice

@@ -63,3 +63,10 @@ def test_int8_is_refused_for_the_accurate_model() -> None:
     with pytest.raises(ConfigError, match="int8 ruins the accurate model"):
         Settings.load({"FINSENT_MODEL": "accurate", "FINSENT_MODEL_QUANTIZE": "int8"})
     assert Settings.load({"FINSENT_MODEL": "fast", "FINSENT_MODEL_QUANTIZE": "int8"}).model_quantize == "int8"
+
+
+def test_auto_with_int8_stays_on_the_fast_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_choice, "accurate_base_installed", lambda _data_dir: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    choice = choose_model("auto", None, "cpu", None, int8=True)
+    assert choice.name == "fast" and "int8" in choice.reason
