@@ -69,7 +69,9 @@ class LowerStates:
     def add(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
             progress: Progress | None = None, batch_size: int = 64) -> None:
         """Compute the states of the texts not cached yet (length-sorted batches, little padding)."""
-        missing = sorted({text for text in texts if text not in self._states}, key=len)
+        # Sorted by length, then text: a set's order changes with the hash seed, and batch composition
+        # changes bf16 rounding, so an unsorted tie would make training differ from run to run.
+        missing = sorted({text for text in texts if text not in self._states}, key=lambda text: (len(text), text))
         if not missing:
             return
         was_training = self.encoder.training
