@@ -355,21 +355,13 @@ def plan_variants(options: BenchOptions, cuda: bool) -> list[VariantSpec]:
 def prepare_networks(options: BenchOptions, workdir: Path) -> Networks:
     """Save the untrained HF classifier; pick the Scorer's model (or build the stand-in)."""
     torch.manual_seed(SEED)
-    base = MINILM.directory()
-    hf_dir = workdir / "hf-classifier"
-    classifier = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={label: index for index, label in enumerate(LABELS)}, local_files_only=True,
-    )
-    classifier.save_pretrained(hf_dir)
-    AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(hf_dir)
+    hf_dir = _untrained_classifier(MINILM.directory(), workdir / "hf-classifier")
     accurate = _accurate_networks(options, workdir) if "accurate" in options.models else {}
     labelled = _labelled(options.labelled) if options.labelled else None
     if options.model is not None:
         return Networks(hf_dir, options.model, f"--model {options.model}", **accurate, labelled=labelled)
     if (SHIPPED_MODEL_DIR / MANIFEST).exists():
-        version = json.loads((SHIPPED_MODEL_DIR / MANIFEST).read_text(encoding="utf-8")).get("version", "?")
-        return Networks(hf_dir, SHIPPED_MODEL_DIR, f"shipped model {version} ({SHIPPED_MODEL_DIR})", **accurate,
+        return Networks(hf_dir, SHIPPED_MODEL_DIR, f"shipped model {_version(SHIPPED_MODEL_DIR)} ({SHIPPED_MODEL_DIR})", **accurate,
                         labelled=labelled)
     return Networks(hf_dir, _stand_in_artifact(workdir / "stand-in"), "UNTRAINED stand-in artifact "
                     f"(no shipped model at {SHIPPED_MODEL_DIR} yet; same network and cost, meaningless labels)", **accurate,
@@ -387,15 +379,24 @@ def _accurate_networks(options: BenchOptions, workdir: Path) -> dict[str, Any]:
     except UserError as error:
         print(f"accurate rows skipped: {error}", file=sys.stderr)
         return {}
-    hf_dir = workdir / "hf-classifier-mpnet"
+    hf_dir = _untrained_classifier(base, workdir / "hf-classifier-mpnet")
+    return {"accurate_hf": hf_dir, "accurate_model": accurate_dir,
+            "accurate_label": f"accurate model {_version(accurate_dir)} ({accurate_dir})"}
+
+
+def _untrained_classifier(base: Path, hf_dir: Path) -> Path:
+    """AutoModelForSequenceClassification on `base` with an untrained head and our labels, saved with its tokenizer."""
     classifier = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={label: index for index, label in enumerate(LABELS)}, local_files_only=True,
     )
     classifier.save_pretrained(hf_dir)
     AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(hf_dir)
-    version = json.loads((accurate_dir / MANIFEST).read_text(encoding="utf-8")).get("version", "?")
-    return {"accurate_hf": hf_dir, "accurate_model": accurate_dir, "accurate_label": f"accurate model {version} ({accurate_dir})"}
+    return hf_dir
+
+
+def _version(model_dir: Path) -> str:
+    return str(json.loads((model_dir / MANIFEST).read_text(encoding="utf-8")).get("version", "?"))
 
 
 def _labelled(path: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:

@@ -17,6 +17,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
+from pipeline.scoring.precision import autocast
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -76,11 +78,11 @@ class LowerStates:
             return
         was_training = self.encoder.training
         self.encoder.eval()
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
+        cast = autocast("cpu", torch.bfloat16 if self.dtype == torch.bfloat16 else None)
         batches = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
         for done, batch in enumerate(batches, start=1):
             tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            with autocast:
+            with cast:
                 output = self.encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
                                       output_hidden_states=True)
             states = output.hidden_states[self.start]

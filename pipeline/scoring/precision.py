@@ -31,3 +31,8 @@ def resolve_precision(setting: str, device: torch.device, *, quantized: bool = F
     if device.type == "cpu" and (setting == "bf16" or cpu_has_native_bf16()):
         return torch.bfloat16
     return None
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to `dtype` (resolve_precision's answer) on the device; None leaves it off (plain fp32)."""
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)

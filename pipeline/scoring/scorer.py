@@ -27,7 +27,7 @@ from pipeline.errors import UserError
 from pipeline.scoring.artifact import LoadedModel, load_model
 from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
 from pipeline.scoring.model_choice import ModelChoice, choose_model
-from pipeline.scoring.precision import resolve_precision
+from pipeline.scoring.precision import autocast, resolve_precision
 
 OVERLAP_TOKENS = 16
 INT8_BREAKS = {"mpnet": "accuracy on its PhraseBank training sentences 0.96 -> 0.64 in bench/scoring.py"}
@@ -205,6 +205,4 @@ class Scorer:
         return batches
 
     def _autocast(self) -> torch.autocast:
-        if self.autocast_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device.type, self.autocast_dtype)

@@ -31,7 +31,7 @@ from pipeline.scoring.evaluation import ClassificationReport, classification_rep
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.layer_cache import LowerStates, layer_count, pad_states
 from pipeline.scoring.lora import add_lora
-from pipeline.scoring.precision import resolve_precision
+from pipeline.scoring.precision import autocast, resolve_precision
 from pipeline.scoring.training_config import TrainingConfig
 
 
@@ -123,11 +123,13 @@ def train_model(
     tokenizer = AutoTokenizer.from_pretrained(BASES[config.base].directory(data_dir), local_files_only=True)
     model = build_trainable_model(config, data_dir)
     dtype = resolve_precision(config.precision, torch.device("cpu"))
-    if config.frozen_layers and (cache is None or cache.start != config.frozen_layers):
+    if not config.frozen_layers:
+        cache = None
+    elif cache is None or cache.start != config.frozen_layers:
         cache = LowerStates(model.encoder, config.frozen_layers, dtype or torch.float32)
-    elif cache is not None:
+    else:
         cache.encoder = model.encoder  # the same frozen weights, freshly loaded
-    inputs = _Inputs(model, tokenizer, config, cache if config.frozen_layers else None, progress)
+    inputs = _Inputs(model, tokenizer, config, cache, progress)
     train_items, validation_items = inputs.items(train), inputs.items(validation)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -140,7 +142,7 @@ def train_model(
     result = TrainingResult(model, tokenizer, best_epoch=0, cache=inputs.cache)
     state = _TrainingState(model, optimizer, scheduler, rng, _fingerprint(config, train, validation))
     first_epoch = state.resume(checkpoint, result)
-    autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+    cast = autocast("cpu", dtype)
     for epoch in range(first_epoch, config.epochs + 1):
         if result.best_epoch and epoch - result.best_epoch > config.patience:
             break
@@ -148,7 +150,7 @@ def train_model(
         total_loss = 0.0
         batches = _length_bucketed_batches(train_items, config.batch_size, rng)
         for step, batch in enumerate(batches, start=1):
-            with autocast:
+            with cast:
                 logits = inputs.logits(batch)
             loss = batch_loss(logits.float(), batch, config.hard_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -159,7 +161,7 @@ def train_model(
             total_loss += loss.item()
             if progress:
                 progress(f"epoch {epoch}/{config.epochs}", step, len(batches))
-        validation_logits = _batched_logits(inputs, validation_items, autocast)
+        validation_logits = _batched_logits(inputs, validation_items, cast)
         report = classification_report([label for _, label, _ in validation_items], validation_logits.argmax(dim=-1).tolist())
         result.history.append(EpochRecord(epoch, total_loss / max(1, len(batches)), report))
         if report.macro_f1 > max((r.validation.macro_f1 for r in result.history[:-1]), default=-1.0):
@@ -190,13 +192,13 @@ def batch_loss(logits: torch.Tensor, batch: Sequence[Item], hard_weight: float) 
 
 
 @torch.no_grad()
-def _batched_logits(inputs: _Inputs, items: Sequence[Item], autocast: torch.autocast, batch_size: int = 128) -> torch.Tensor:
+def _batched_logits(inputs: _Inputs, items: Sequence[Item], cast: torch.autocast, batch_size: int = 128) -> torch.Tensor:
     inputs.model.eval()
     order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
     logits = torch.zeros((len(items), len(LABELS)))
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
-        with autocast:
+        with cast:
             logits[indices] = inputs.logits([items[i] for i in indices]).float()
     return logits
 
@@ -280,14 +282,9 @@ def predict_logits(model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: 
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
         tokens = tokenizer([texts[i] for i in indices], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast("cpu", dtype):
             logits[indices] = model(tokens["input_ids"], tokens["attention_mask"]).float()
     return logits
-
-
-def evaluate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int) -> ClassificationReport:
-    logits = predict_logits(model, tokenizer, [e.text for e in examples], max_length)
-    return classification_report([e.label for e in examples], logits.argmax(dim=-1).tolist())
 
 
 def _length_bucketed_batches(items: list[Item], batch_size: int, rng: random.Random) -> list[list[Item]]:

@@ -23,7 +23,7 @@ from pipeline.scoring.dataset import Example, deduplicate, read_labelled_csv, st
 from pipeline.scoring.evaluation import ClassificationReport, classification_report
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.layer_cache import LowerStates
-from pipeline.scoring.scorer import Scorer
+from pipeline.scoring.scorer import ArticleScore, Scorer
 from pipeline.scoring.training import TrainingResult, predict_logits, train_model
 from pipeline.scoring.training_config import TrainingConfig
 
@@ -204,15 +204,22 @@ def cross_validate(
     return _cv_summary(header, results)
 
 
-def taught(teacher: Scorer, examples: Sequence[Example], batch_size: int = 256) -> list[Example]:
+def taught(teacher: Scorer, examples: Sequence[Example]) -> list[Example]:
     """The examples with the teacher's probabilities attached (its calibrated ones)."""
-    soft: list[tuple[float, float, float]] = []
-    with tqdm(total=len(examples), desc=f"teacher {teacher.version}", unit="text", file=sys.stderr, mininterval=1.0) as bar:
+    scores = _scored(teacher, examples, f"teacher {teacher.version}")
+    return [dataclasses.replace(example, soft=(s.p_negative, s.p_neutral, s.p_positive))
+            for example, s in zip(examples, scores, strict=True)]
+
+
+def _scored(scorer: Scorer, examples: Sequence[Example], stage: str, batch_size: int = 256) -> list[ArticleScore]:
+    """The scorer's scores of the examples' texts, in chunks under a progress bar."""
+    scores: list[ArticleScore] = []
+    with tqdm(total=len(examples), desc=stage, unit="text", file=sys.stderr, mininterval=1.0) as bar:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
-            soft.extend((s.p_negative, s.p_neutral, s.p_positive) for s in teacher.score_texts([e.text for e in chunk]))
+            scores.extend(scorer.score_texts([e.text for e in chunk]))
             bar.update(len(chunk))
-    return [dataclasses.replace(example, soft=probabilities) for example, probabilities in zip(examples, soft, strict=True)]
+    return scores
 
 
 def _teacher(directory: Path, data_dir: Path | None) -> Scorer:
@@ -295,19 +302,13 @@ def _completed_folds(report_path: Path | None, header: dict[str, Any]) -> list[d
     return list(earlier.get("per_fold", []))
 
 
-def evaluate_scorer(scorer: Scorer, examples: Sequence[Example], batch_size: int = 256) -> tuple[ClassificationReport, float]:
+def evaluate_scorer(scorer: Scorer, examples: Sequence[Example]) -> tuple[ClassificationReport, float]:
     """The classification report of the scorer's labels, and the expected calibration error of its probabilities."""
-    predicted: list[int] = []
-    probabilities: list[list[float]] = []
-    with tqdm(total=len(examples), desc="evaluating", unit="text", file=sys.stderr, mininterval=1.0) as bar:
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            for score in scorer.score_texts([e.text for e in chunk]):
-                predicted.append(LABELS.index(score.label))
-                probabilities.append([score.p_negative, score.p_neutral, score.p_positive])
-            bar.update(len(chunk))
+    scores = _scored(scorer, examples, "evaluating")
     labels = [e.label for e in examples]
-    return classification_report(labels, predicted), expected_calibration_error(torch.tensor(probabilities), labels)
+    probabilities = torch.tensor([[s.p_negative, s.p_neutral, s.p_positive] for s in scores])
+    return (classification_report(labels, [LABELS.index(s.label) for s in scores]),
+            expected_calibration_error(probabilities, labels))
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
