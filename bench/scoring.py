@@ -110,7 +110,7 @@ from pipeline.scoring.dataset import read_labelled_csv
 from pipeline.scoring.evaluation import classification_report
 from pipeline.scoring.labels import LABELS
 from pipeline.scoring.model_choice import SHIPPED_MODELS
-from pipeline.scoring.scorer import OVERLAP_TOKENS, Scorer
+from pipeline.scoring.scorer import INT8_BREAKS, OVERLAP_TOKENS, Scorer
 
 PIPELINE_BATCH_SIZE = 32
 LATENCY_BATCH = 64
@@ -526,8 +526,10 @@ def onnx_logits(scorer: Scorer, threads: int) -> Callable[[torch.Tensor, torch.T
     return logits
 
 
-def experiment_missing(spec: VariantSpec) -> str | None:
-    """Why an experimental runtime cannot run here, or None."""
+def why_skipped(spec: VariantSpec) -> str | None:
+    """Why a variant cannot run here (a missing runtime, or a combination finsent refuses), or None."""
+    if spec.quantize_int8 and spec.family == "accurate":
+        return f"refused by finsent: {INT8_BREAKS['mpnet']}"
     if spec.runtime == "onnx":
         import importlib.util
 
@@ -856,10 +858,10 @@ def _models(text: str) -> tuple[str, ...]:
 
 
 def runnable(variants: Iterable[VariantSpec]) -> tuple[list[VariantSpec], list[str]]:
-    """The variants that can run here, and a note for each experiment that cannot."""
+    """The variants that can run here, and a note for each that cannot."""
     ready, skipped = [], []
     for spec in variants:
-        missing = experiment_missing(spec)
+        missing = why_skipped(spec)
         if missing:
             skipped.append(f"{spec.title}: {missing}")
         else:
