@@ -1,25 +1,36 @@
-"""Ingest throughput: Kafka -> finsent worker -> PostgreSQL, next to a plain kafka-python loop
-and next to the model alone on the same articles.
+"""Ingest throughput: Kafka -> finsent worker -> PostgreSQL, next to a plain kafka-python loop,
+the worker without its model, and the model alone on the same articles; then produce-to-stored
+latency at three loads.
 
 What it measures
     N realistic headline messages (JSON, 4 partitions by default; a fifth carry a body of 2-4
-    sentences) are produced once to a fresh topic. Then two consumers, each in its own consumer
+    sentences) are produced once to a fresh topic. Then three consumers, each in its own consumer
     group, drain that same backlog:
 
     1. the baseline: a plain kafka-python loop (KafkaConsumer in a group, poll until all N are
        read, json.loads each value, a manual commit per poll of up to --batch-size records);
-    2. the finsent worker (`pipeline.worker.Worker` in a thread, with the configured model: it
-       validates each message, finds entity mentions, scores the articles, writes articles,
-       mentions, scores and buckets in one transaction per batch, then commits the offsets),
-       timed by polling `SELECT count(*) FROM articles`.
-    3. the model alone: the worker's own Scorer (same model, threads, precision) scoring the same
+    2. the finsent worker without the model: everything the worker does (validation, entities,
+       tokenizing, the transaction, the offset commit) except the model's forward pass, which
+       returns neutral at no cost; the rate Kafka + PostgreSQL + the worker's own code sustain;
+    3. the finsent worker (`pipeline.worker.Worker` in a thread, with the --model: it validates
+       each message, finds entity mentions, scores the articles, writes articles, mentions,
+       scores and buckets in one transaction per batch, then commits the offsets; its stages
+       overlap), timed by polling `SELECT count(*) FROM articles`;
+    4. the model alone: the worker's own Scorer (same model, threads, precision) scoring the same
        N articles in batches of --batch-size, in this process after the worker stopped: the
-       ceiling the worker could reach if Kafka and PostgreSQL cost nothing.
+       ceiling the worker could reach if Kafka and PostgreSQL cost nothing. The last line, the
+       worker's steady rate over this one, is `worker/bare-model throughput ratio: R`.
 
-    Where the worker's time goes comes from its per-batch log line: scoring_ms (the model),
-    writing_ms (the transaction: articles, mentions, scores, buckets) and the rest of
-    duration_ms (validation, entity matching, the offset commit). From these it also prints the
-    rate the worker's Kafka + PostgreSQL path sustains with the scoring time taken out.
+    Then, with the worker still running at the end of the backlog, it produces fresh messages at
+    a steady pace of 25%, 50% and 90% (--loads) of the rate the worker just sustained, for
+    --latency-seconds each, and reports p50 / p95 of produce -> stored: from the producer's send
+    to the article's `ingested_at` (PostgreSQL's now() inside the batch's transaction, which
+    commits writing_ms later; same host, same clock).
+
+    Where the worker's time goes comes from its per-batch log line: scoring_ms (the model) and
+    writing_ms (the transaction: articles, mentions, scores, buckets), summed over the drain and
+    shown as how busy each was; with the stages overlapped the model should be busy nearly all
+    the time.
 
     For each it prints
     - msg/s (steady): records after the first sighting / (last sighting - first sighting), i.e.
@@ -35,6 +46,7 @@ What it measures
 
 How to run
     .venv/bin/python bench/ingest.py [--messages 20000] [--partitions 4] [--batch-size 256]
+        [--model auto|fast|accurate|DIR] [--loads 0.25,0.5,0.9] [--latency-seconds 15]
 
     By default it starts the embedded broker (Tansu) and an embedded PostgreSQL in a temporary
     directory and removes both afterwards. `--kafka host:port` / `--database-url URL` (or
@@ -76,6 +88,8 @@ from pipeline.config import Settings
 from pipeline.counts import positive_int
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging
+from pipeline.scoring.mpnet_base import share_installed_base
+from pipeline.scoring.scorer import ArticleScore, EncodedTexts, Scorer
 from pipeline.worker import Worker, load_scorer
 from storage.embedded import EmbeddedPostgres
 from storage.engine import make_engine, redacted
@@ -127,6 +141,9 @@ class BenchOptions:
     batch_size: int
     kafka: str
     database_url: str
+    model: str = "auto"
+    loads: tuple[float, ...] = (0.25, 0.5, 0.9)
+    latency_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,10 @@ class RunNames:
     @property
     def worker_group(self) -> str:
         return f"bench-worker-{self.run_id}"
+
+    @property
+    def no_model_group(self) -> str:
+        return f"bench-nomodel-{self.run_id}"
 
     @property
     def id_prefix(self) -> str:
@@ -257,19 +278,6 @@ class BatchLog(logging.Handler):
             self.sizes.append(int(fields["consumed"]))
             self.scored.append(int(fields.get("scored", 0)))
 
-    def split(self) -> tuple[float, float, float] | None:
-        """Shares of the summed batch time spent scoring, writing, and on everything else."""
-        total = sum(self.durations_ms)
-        if total <= 0:
-            return None
-        scoring, writing = sum(self.scoring_ms), sum(self.writing_ms)
-        return scoring / total, writing / total, max(0.0, total - scoring - writing) / total
-
-    def rate_without_scoring(self) -> float | None:
-        """Messages per second of batch time with the model's time taken out."""
-        rest_s = (sum(self.durations_ms) - sum(self.scoring_ms)) / 1000
-        return sum(self.sizes) / rest_s if rest_s > 0 else None
-
     def scoring_rate(self) -> float | None:
         """Articles per second of the model inside the worker."""
         seconds = sum(self.scoring_ms) / 1000
@@ -279,17 +287,19 @@ class BatchLog(logging.Handler):
 # ---------------------------------------------------------------- data
 
 
-def headline_messages(count: int, names: RunNames, entities: list[KnownEntity], seed: int = 7) -> Iterator[bytes]:
+def headline_messages(count: int, names: RunNames, entities: list[KnownEntity], seed: int = 7,
+                      tag: str = "") -> Iterator[bytes]:
     """Wire-style articles: a third name tickers, a third a company by name, a third a $cashtag;
-    some are market-wide, a fifth carry a body."""
-    generator = random.Random(seed)
+    some are market-wide, a fifth carry a body. Ids are the run's prefix, `tag`, then 0, 1, ..."""
+    generator = random.Random(f"{seed}{tag}")
     published = datetime.now(timezone.utc) - timedelta(hours=6)
     for index in range(count):
         published += timedelta(seconds=generator.randint(0, 2))
-        yield json.dumps(_article(index, generator, published, names, generator.choice(entities))).encode()
+        yield json.dumps(_article(index, generator, published, names, generator.choice(entities), tag)).encode()
 
 
-def _article(index: int, generator: random.Random, published: datetime, names: RunNames, entity: KnownEntity) -> dict[str, object]:
+def _article(index: int, generator: random.Random, published: datetime, names: RunNames, entity: KnownEntity,
+             tag: str = "") -> dict[str, object]:
     source = generator.choice(SOURCES)
     words = {
         "name": entity.name,
@@ -310,7 +320,7 @@ def _article(index: int, generator: random.Random, published: datetime, names: R
     else:
         headline = generator.choice(HEADLINE_TEMPLATES).format(**words)
     article: dict[str, object] = {
-        "id": f"{names.id_prefix}{index}",
+        "id": f"{names.id_prefix}{tag}{index}",
         "published_at": published.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "headline": headline,
         "source": source,
@@ -375,30 +385,129 @@ def measure_plain_loop(bootstrap: str, topic: str, group: str, messages: int, ba
         consumer.close(autocommit=False)
 
 
-def measure_worker(settings: Settings, engine: Engine, messages: int) -> Throughput:
-    """The pipeline: the finsent worker in a thread; progress is the growth of the articles table."""
-    rows_before = count_articles(engine)
-    worker = Worker(settings)
+class NoModelScorer:
+    """The worker's scorer minus the forward pass: tokenizes as usual, answers neutral at no cost,
+    so that the worker's own path can be measured without the model."""
+
+    def __init__(self, real: Scorer) -> None:
+        self._real = real
+        self.version = real.version + "+no-model"
+        self.device, self.precision, self.choice = real.device, real.precision, None
+
+    def encode(self, texts: list[str]) -> EncodedTexts:
+        return self._real.encode(texts)
+
+    def score_encoded(self, encoded: EncodedTexts) -> list[ArticleScore]:
+        return [ArticleScore(0.0, 1.0, 0.0, 1)] * encoded.texts
+
+
+@contextmanager
+def running_worker(settings: Settings, scorer: object) -> Iterator[tuple[Worker, threading.Thread, list[BaseException]]]:
+    """The finsent worker in a thread, stopped on leaving."""
+    worker = Worker(settings, scorer=scorer)  # type: ignore[arg-type]
     worker.start()
-    clock = ProgressClock(messages, "finsent worker -> PostgreSQL")
     errors: list[BaseException] = []
     thread = threading.Thread(target=_run_capturing, args=(worker.run, errors), name="finsent-worker", daemon=True)
     thread.start()
     try:
-        while not clock.done:
-            if errors or not thread.is_alive():
-                raise BenchError(f"the worker stopped early: {errors[0]!r}" if errors else "the worker stopped early")
-            time.sleep(PROGRESS_INTERVAL_S)
-            clock.observe(count_articles(engine) - rows_before)
-        return clock.result()
+        yield worker, thread, errors
     finally:
         worker.stop.set()
         thread.join(timeout=30)
 
 
-def measure_scorer_alone(settings: Settings, messages: int, names: RunNames, batch_size: int) -> float:
+def wait_for_rows(engine: Engine, clock: ProgressClock, rows_before: int, thread: threading.Thread,
+                  errors: list[BaseException], prefix: str = "") -> None:
+    while not clock.done:
+        if errors or not thread.is_alive():
+            raise BenchError(f"the worker stopped early: {errors[0]!r}" if errors else "the worker stopped early")
+        time.sleep(PROGRESS_INTERVAL_S)
+        clock.observe((count_articles(engine, prefix) if prefix else count_articles(engine)) - rows_before)
+
+
+def measure_worker(settings: Settings, engine: Engine, messages: int, scorer: object, label: str) -> Throughput:
+    """A worker draining the backlog; progress is the growth of the articles table."""
+    rows_before = count_articles(engine)
+    with running_worker(settings, scorer) as (_, thread, errors):
+        clock = ProgressClock(messages, label)
+        wait_for_rows(engine, clock, rows_before, thread, errors)
+        return clock.result()
+
+
+@dataclass(frozen=True)
+class Latency:
+    load: float
+    rate: float
+    messages: int
+    p50_ms: float
+    p95_ms: float
+
+
+def measure_latency(settings: Settings, infra: Infrastructure, names: RunNames, scorer: Scorer, sustained: float,
+                    options: BenchOptions) -> list[Latency]:
+    """Produce -> stored at steady fractions of the sustained rate, the worker waiting at the log end."""
+    results: list[Latency] = []
+    entities = load_entities(None)
+    with running_worker(settings, scorer) as (worker, thread, errors):
+        wait_for_assignment(worker, thread, errors)
+        for phase, load in enumerate(options.loads):
+            rate = max(1.0, load * sustained)
+            count = max(20, round(rate * options.latency_seconds))
+            tag = f"load{phase}-"
+            values = list(headline_messages(count, names, entities, tag=tag))
+            ids = [f"{names.id_prefix}{tag}{index}" for index in range(count)]
+            sent = produce_paced(infra.bootstrap, names.topic, values, ids, rate, options.partitions,
+                                 f"{100 * load:.0f}% load, {rate:,.0f} msg/s")
+            prefix = names.id_prefix + tag
+            clock = ProgressClock(count, f"stored at {100 * load:.0f}% load")
+            wait_for_rows(infra.engine, clock, 0, thread, errors, prefix=prefix)
+            clock.result()
+            stored = ingested_times(infra.engine, prefix)
+            delays = [1000 * (stored[article_id] - sent[article_id]) for article_id in ids]
+            results.append(Latency(load, rate, count, percentile(delays, 0.50), percentile(delays, 0.95)))
+    return results
+
+
+def wait_for_assignment(worker: Worker, thread: threading.Thread, errors: list[BaseException]) -> None:
+    """Until the worker owns partitions: messages sent during the group join would measure the join."""
+    deadline = time.monotonic() + STALL_TIMEOUT_S
+    while not worker.assignment():
+        if errors or not thread.is_alive() or time.monotonic() > deadline:
+            raise BenchError(f"the worker got no partitions: {errors[0]!r}" if errors else "the worker got no partitions")
+        time.sleep(PROGRESS_INTERVAL_S)
+
+
+def produce_paced(bootstrap: str, topic: str, values: list[bytes], ids: list[str], rate: float, partitions: int,
+                  label: str) -> dict[str, float]:
+    """Send at a steady `rate`; returns each id's send time (wall clock, as PostgreSQL's now())."""
+    producer = create_producer(KafkaOptions(bootstrap, client_id="finsent-bench-paced"), linger_ms=0)
+    bar = progress(len(values), label)
+    sent: dict[str, float] = {}
+    try:
+        started = time.monotonic()
+        for index, (article_id, value) in enumerate(zip(ids, values, strict=True)):
+            delay = started + index / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent[article_id] = time.time()
+            producer.send(topic, value=value, partition=index % partitions)
+            bar.update(1)
+        producer.flush()
+    finally:
+        bar.close()
+        producer.close(timeout=10)
+    return sent
+
+
+def ingested_times(engine: Engine, prefix: str) -> dict[str, float]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, extract(epoch FROM ingested_at) FROM articles WHERE id LIKE :prefix"),
+                                  {"prefix": prefix + "%"}).all()
+    return {article_id: float(epoch) for article_id, epoch in rows}
+
+
+def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
     """The worker's model on the same articles, batch by batch, with nothing else to do: articles/s."""
-    scorer = load_scorer(settings)
     items = [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
              if isinstance(item, NewsItem)]
     scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
@@ -420,9 +529,18 @@ def _run_capturing(target: Callable[[], None], errors: list[BaseException]) -> N
         errors.append(error)
 
 
-def count_articles(engine: Engine) -> int:
+def count_articles(engine: Engine, prefix: str = "") -> int:
     with engine.connect() as connection:
+        if prefix:
+            return int(connection.execute(sa.text("SELECT count(*) FROM articles WHERE id LIKE :prefix"),
+                                          {"prefix": prefix + "%"}).scalar_one())
         return int(connection.execute(sa.text("SELECT count(*) FROM articles")).scalar_one())
+
+
+def delete_articles(engine: Engine, names: RunNames) -> None:
+    """Between two drains of the same backlog: the next worker must find nothing stored."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM articles WHERE id LIKE :prefix"), {"prefix": names.id_prefix + "%"})
 
 
 def count_mentions(engine: Engine, names: RunNames) -> int:
@@ -435,16 +553,18 @@ def count_mentions(engine: Engine, names: RunNames) -> int:
         )
 
 
-def worker_settings(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path) -> Settings:
+def worker_settings(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path,
+                    group: str = "") -> Settings:
     return Settings.load(
         {
+            "FINSENT_MODEL": options.model,
             "FINSENT_KAFKA_BOOTSTRAP": infra.bootstrap,
             "FINSENT_DATABASE_URL": infra.database_url,
             "FINSENT_TOPIC_NEWS": names.topic,
             "FINSENT_TOPIC_DEAD_LETTER": names.dead_letter,
             "FINSENT_TOPIC_ALERTS": names.alerts,
             "FINSENT_TOPIC_PARTITIONS": str(options.partitions),
-            "FINSENT_CONSUMER_GROUP": names.worker_group,
+            "FINSENT_CONSUMER_GROUP": group or names.worker_group,
             "FINSENT_BATCH_SIZE": str(options.batch_size),
             "FINSENT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_INTERVAL_MS),
@@ -523,10 +643,13 @@ class Report:
     options: BenchOptions
     infra: Infrastructure
     baseline: Throughput
+    no_model: Throughput
     pipeline: Throughput
     batches: BatchLog
     scorer_alone: float
     """Articles/s of the worker's model scoring the same articles with nothing else to do."""
+    latencies: list[Latency]
+    model: str
     mentions: int
     rss_after_produce_mib: float
     rss_after_baseline_mib: float
@@ -551,16 +674,15 @@ def _overhead(baseline: Throughput, pipeline: Throughput) -> str:
 
 
 def _split(report: Report) -> str:
-    batches = report.batches
-    split = batches.split()
-    if split is None:
+    """How busy the model and the transaction were over the worker's drain (they overlap)."""
+    batches, drain = report.batches, report.pipeline
+    span_ms = 1000 * (drain.last_at - drain.first_at)
+    if not batches.durations_ms or span_ms <= 0:
         return "worker time split: n/a (no batch lines)"
-    scoring, writing, rest = split
     return (
-        f"worker batch time: scoring {100 * scoring:.0f}% (model inside the worker: {_rate(batches.scoring_rate())} "
-        f"articles/s, alone: {_rate(report.scorer_alone)}), database transaction {100 * writing:.0f}%, "
-        f"validation + entities + offset commit {100 * rest:.0f}%; "
-        f"without the scoring time the worker path sustains {_rate(batches.rate_without_scoring())} msg/s"
+        f"over the worker's drain the model was busy {100 * sum(batches.scoring_ms) / span_ms:.0f}% of the time "
+        f"(inside the worker: {_rate(batches.scoring_rate())} articles/s, alone: {_rate(report.scorer_alone)}) "
+        f"and the database transaction {100 * sum(batches.writing_ms) / span_ms:.0f}%, overlapped"
     )
 
 
@@ -577,23 +699,36 @@ def render(report: Report) -> str:
             f"finsent ingest benchmark: {options.messages} messages, {options.partitions} "
             f"partition{'s' if options.partitions != 1 else ''}, "
             f"batch {options.batch_size}, broker={report.infra.broker_label}, db={report.infra.database_label}",
+            f"model: {report.model}",
             f"{'':<35}{'msg/s (steady)':>14}{'msg/s (incl. join)':>21}{'time to first':>20}",
             _row("plain kafka-python consume loop", report.baseline),
-            _row("finsent worker → PostgreSQL", report.pipeline),
+            _row("finsent worker without the model", report.no_model),
             f"{'the model alone on the same articles':<35}{_rate(report.scorer_alone):>14}",
+            _row("finsent worker → PostgreSQL", report.pipeline),
             f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
             _split(report),
+            *(f"produce → stored at {100 * row.load:.0f}% of the sustained rate ({row.rate:,.0f} msg/s, {row.messages} "
+              f"messages): p50 {row.p50_ms:,.0f} ms, p95 {row.p95_ms:,.0f} ms" for row in report.latencies),
             "",
             f"worker: {len(batches.sizes)} batches of {mean_batch:.0f} messages on average, "
             f"{options.messages} articles and {report.mentions} entity mentions stored",
             "steady = messages after the first sighting / (last - first sighting); incl. join = all messages / "
             "(last sighting - subscribe); worker progress polled every "
             f"{PROGRESS_INTERVAL_S * 1000:.0f} ms",
-            "batch latency = validate -> transaction -> offset commit of one batch (poll time excluded)",
+            "batch latency = validate -> transaction -> offset commit of one batch (poll time excluded; "
+            "the stages overlap, so it includes waits between them)",
             f"peak RSS = this Python process only (after producing {report.rss_after_produce_mib:.0f} MiB, "
             f"after the plain loop {report.rss_after_baseline_mib:.0f} MiB); broker and PostgreSQL not included",
+            _ratio(report),
         ]
     )
+
+
+def _ratio(report: Report) -> str:
+    """The last line, exactly this shape, for scripts."""
+    steady = report.pipeline.steady_rate
+    ratio = steady / report.scorer_alone if steady is not None and report.scorer_alone > 0 else float("nan")
+    return f"worker/bare-model throughput ratio: {ratio:.3f}"
 
 
 # ---------------------------------------------------------------- main
@@ -615,19 +750,27 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     rss_after_produce = peak_rss_mib()
     baseline = measure_plain_loop(infra.bootstrap, names.topic, names.baseline_group, options.messages, options.batch_size)
     rss_after_baseline = peak_rss_mib()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    share_installed_base(data_dir, Settings.load({k: v for k, v in os.environ.items() if k == "FINSENT_DATA_DIR"}).data_dir)
+    settings = worker_settings(infra, names, options, data_dir)
+    scorer = load_scorer(settings)
+    no_model = measure_worker(worker_settings(infra, names, options, data_dir, names.no_model_group), infra.engine,
+                              options.messages, NoModelScorer(scorer), "finsent worker without the model")
+    delete_articles(infra.engine, names)
     batches = BatchLog()
     worker_log = logging.getLogger("pipeline.worker")
     worker_log.addHandler(batches)
-    settings = worker_settings(infra, names, options, data_dir)
     try:
-        pipeline = measure_worker(settings, infra.engine, options.messages)
+        pipeline = measure_worker(settings, infra.engine, options.messages, scorer, "finsent worker -> PostgreSQL")
     finally:
         worker_log.removeHandler(batches)
     mentions = count_mentions(infra.engine, names)
     rss_peak = peak_rss_mib()
-    scorer_alone = measure_scorer_alone(settings, options.messages, names, options.batch_size)
-    return Report(options, infra, baseline, pipeline, batches, scorer_alone, mentions, rss_after_produce,
-                  rss_after_baseline, rss_peak)
+    scorer_alone = measure_scorer_alone(scorer, options.messages, names, options.batch_size)
+    latencies = measure_latency(settings, infra, names, scorer, pipeline.steady_rate or 1.0, options) if options.loads else []
+    model = f"{scorer.version} ({scorer.device}, {scorer.precision})"
+    return Report(options, infra, baseline, no_model, pipeline, batches, scorer_alone, latencies, model, mentions,
+                  rss_after_produce, rss_after_baseline, rss_peak)
 
 
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
@@ -640,8 +783,23 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
                         help="external broker (env FINSENT_BENCH_KAFKA); default: start the embedded one")
     parser.add_argument("--database-url", default=os.environ.get("FINSENT_BENCH_DATABASE_URL", ""), metavar="URL",
                         help="external scratch PostgreSQL (env FINSENT_BENCH_DATABASE_URL); default: start an embedded one")
+    parser.add_argument("--model", default="auto", help="FINSENT_MODEL of the worker: auto (default), fast, accurate or a directory")
+    parser.add_argument("--loads", type=_fractions, default=(0.25, 0.5, 0.9), metavar="F,F,...",
+                        help="fractions of the sustained rate to measure latency at (default 0.25,0.5,0.9; empty: skip)")
+    parser.add_argument("--latency-seconds", type=float, default=15.0, help="seconds of paced producing per load (default 15)")
     args = parser.parse_args(argv)
-    return BenchOptions(args.messages, args.partitions, args.batch_size, args.kafka.strip(), args.database_url.strip())
+    return BenchOptions(args.messages, args.partitions, args.batch_size, args.kafka.strip(), args.database_url.strip(),
+                        args.model, args.loads, args.latency_seconds)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fractions such as 0.25,0.5,0.9") from None
+    if any(not 0 < value <= 1 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each load is a fraction in (0, 1]")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:

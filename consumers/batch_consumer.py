@@ -1,6 +1,11 @@
-"""Poll -> validate -> sink -> commit, with at-least-once delivery and idempotent sinks in mind.
+"""Poll -> validate -> sink stages -> commit, with at-least-once delivery and idempotent sinks in mind.
 
-Guarantees:
+`run()` overlaps the stages (consumers/ordered_stages.py): while one batch is written, the next is
+scored and the one after is fetched and validated; `run_once()` does one batch start to finish.
+A sink may expose `stages` (functions that each take the previous one's result, the first one the
+items, the last one the transaction); a plain callable is one stage.
+
+Guarantees (the same in both modes):
 - offsets are committed only after the sink returned (its transaction committed) and every
   rejected message of the batch is acknowledged on the dead-letter topic;
 - bad input is dead-lettered with a reason and never stops the loop (an unexpected exception
@@ -12,7 +17,14 @@ Guarantees:
   sink keeps refusing is dead-lettered;
 - a failed commit (rebalance, broker hiccup) rewinds to the batch start: the batch is processed
   again and the idempotent sink makes that harmless;
-- records of partitions revoked while a batch was being filled are dropped, not written.
+- records of partitions revoked while a batch was being filled are dropped, not written;
+- offsets are committed in batch order, by the consumer's own thread, each only after its batch's
+  last stage returned. Batches in flight when partitions are revoked still finish: their commit
+  covers only written records, so the partitions' new owner at worst processes them again (the
+  sink is idempotent; rebalance callbacks run on kafka-python's IO thread, which must not block
+  on a commit). A batch that could not be delivered (stop, or a bug in a stage) is never
+  followed by a commit of a later batch: on stop nothing more is committed, after a bug the
+  consumer waits for the batches in flight, commits none of them and rewinds to the failed one.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -30,6 +43,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letter import DeadLetter, DeadLetterPublisher, DeadLetterUnavailable
+from consumers.ordered_stages import OrderedStages
 from consumers.schema import NewsItem, RejectedMessage, TimeWindow, parse_news
 
 log = logging.getLogger(__name__)
@@ -42,6 +56,27 @@ class SinkUnavailable(Exception):
 
 
 Sink = Callable[[Sequence[NewsItem]], None]
+Stage = Callable[[Any], Any]
+
+
+class StagedSink(Protocol):
+    """A sink whose work splits into steps that can overlap across batches.
+
+    Calling it runs every stage on the items; `stages` are the same steps one by one: the first
+    takes the items, each later one the previous one's result, the last one is the transaction.
+    Any stage may raise SinkUnavailable; only the last one's is retried with its input, an
+    earlier one's makes the batch go through the sink again from the start."""
+
+    def __call__(self, items: Sequence[NewsItem]) -> None: ...
+
+    @property
+    def stages(self) -> Sequence[Stage]: ...
+
+
+_BYTES_PER_TOKEN = 4
+"""A message's size in bytes over this estimates its tokens, for the batch token budget."""
+_POLL_WHILE_BUSY_MS = 50
+"""Longest poll while batches are in flight, so their commits wait no longer than this."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,27 @@ class BatchReport:
     duration_s: float = 0.0
     lag: int | None = None
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    sink_stats: object = None
+    """What the sink said about this batch (`sink_stats` of BatchConsumer), taken right after delivery."""
+
+
+@dataclass
+class _Batch:
+    """One batch on its way through the stages."""
+
+    records: list[ConsumerRecord]
+    items: list[tuple[ConsumerRecord, NewsItem]]
+    letters: list[DeadLetter]
+    report: BatchReport
+    started: float
+    value: Any = None
+    """The last stage's result, the next stage's input."""
+    prepared: bool = True
+    """False once a stage before the last failed: the last one sends the batch through the whole sink."""
+    delivered: bool = False
+    crashed: bool = False
+    generation: int = 0
+    """The consumer's rewind count when the batch was fetched; a later rewind makes it stale."""
 
 
 class _RevocationTracker(ConsumerRebalanceListener):
@@ -94,26 +150,36 @@ class BatchConsumer:
         dead_letters: DeadLetterPublisher,
         *,
         batch_size: int = 256,
+        batch_tokens: int = 0,
         max_wait_ms: int = 500,
         max_message_bytes: int = 1_048_576,
         time_window: TimeWindow | None = None,
         retry: RetryPolicy = RetryPolicy(),
         stop: threading.Event | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
+        sink_stats: Callable[[], object] | None = None,
     ) -> None:
+        """`batch_tokens` (0: no limit) caps a batch by its estimated tokens (bytes / 4) as well as
+        by `batch_size` messages, so a batch of long articles costs about as much model time as one
+        of headlines; `max_wait_ms` is the longest a batch is held to fill up."""
         self._consumer = consumer
         self._topic = topic
         self._sink = sink
+        stages: Sequence[Stage] | None = getattr(sink, "stages", None)
+        self._stages: list[Stage] = list(stages) if stages else [sink]
         self._dead_letters = dead_letters
         self._batch_size = batch_size
+        self._batch_bytes = batch_tokens * _BYTES_PER_TOKEN
         self._max_wait_s = max_wait_ms / 1000
         self._max_message_bytes = max_message_bytes
         self._time_window = time_window or TimeWindow()
         self._retry = retry
         self.stop = stop or threading.Event()
         self._on_batch = on_batch
+        self._sink_stats = sink_stats
         self._revocations = _RevocationTracker()
         self._subscribed = False
+        self._generation = 0
 
     def subscribe(self) -> None:
         if not self._subscribed:
@@ -121,13 +187,27 @@ class BatchConsumer:
             self._subscribed = True
 
     def run(self) -> None:
-        """Process batches until `stop` is set. An unfinished batch is dropped uncommitted."""
+        """Process batches until `stop` is set, stages overlapped. Unfinished batches are dropped uncommitted."""
         self.subscribe()
-        log.info("consumer_started", extra={"kv": {"topic": self._topic, "batch_size": self._batch_size}})
-        while not self.stop.is_set():
-            report = self.run_once()
-            if report is not None and self._on_batch is not None:
-                self._on_batch(report)
+        log.info("consumer_started", extra={"kv": {"topic": self._topic, "batch_size": self._batch_size,
+                                                   "stages": len(self._stages)}})
+        pipeline: OrderedStages[_Batch] = OrderedStages(
+            [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
+        )
+        # The model is the stage before the transaction (or the only one): a batch goes once it is free.
+        model_stage = -2 if len(self._stages) > 1 else -1
+        try:
+            while not self.stop.is_set():
+                self._commit_completed(pipeline)
+                records = self._fill_batch(ready=lambda: pipeline.idle_through(model_stage),
+                                           between_polls=lambda: self._commit_completed(pipeline),
+                                           busy=lambda: pipeline.in_flight > 0)
+                if not records or self.stop.is_set():
+                    continue
+                if not pipeline.submit(self._validated(records), while_waiting=lambda: self._commit_completed(pipeline)):
+                    break
+        finally:
+            pipeline.close()
         log.info("consumer_stopped", extra={"kv": {"topic": self._topic}})
 
     def run_once(self) -> BatchReport | None:
@@ -136,18 +216,14 @@ class BatchConsumer:
         records = self._fill_batch()
         if not records or self.stop.is_set():
             return None
-        started = time.monotonic()
-        report = BatchReport(consumed=len(records))
-        items, letters = self._validate(records)
-        if not self._deliver_with_retries(items, records, letters, report):
+        batch = self._validated(records)
+        for stage in self._stages[:-1]:
+            self._prepare_step(stage)(batch)
+        self._deliver_step(batch)
+        if not batch.delivered:
             return None
-        report.dead_lettered = len(letters)
-        report.stored = len(items) - sum(1 for letter in letters if letter.rejection.kind == "sink_rejected")
-        report.offsets = self._next_offsets(records)
-        report.committed = self._commit(report.offsets, records)
-        report.duration_s = time.monotonic() - started
-        report.lag = self._lag()
-        return report
+        self._commit_batch(batch)
+        return batch.report
 
     def assignment(self) -> set[TopicPartition]:
         """Partitions this consumer owns right now (empty while a rebalance is in progress)."""
@@ -156,25 +232,113 @@ class BatchConsumer:
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 
-    def _fill_batch(self) -> list[ConsumerRecord]:
+    def _fill_batch(
+        self,
+        ready: Callable[[], bool] | None = None,
+        between_polls: Callable[[], None] = lambda: None,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> list[ConsumerRecord]:
+        """Records for one batch: up to `batch_size` messages and `batch_tokens` estimated tokens.
+
+        With `ready` (the pipelined loop) the batch is adaptive: it goes as soon as it holds a
+        record and the model is free, and keeps growing while the model is busy, so batches are
+        small when the stream is quiet (low latency) and large under load (throughput), never
+        held past the max wait. Without it, a batch goes when a poll comes back empty."""
         pending: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0
+        size = 0
+        generation = self._generation
         deadline = time.monotonic() + self._max_wait_s
-        while count < self._batch_size and not self.stop.is_set():
+        while count < self._batch_size and not self.stop.is_set() and not (self._batch_bytes and size >= self._batch_bytes):
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break
-            polled = self._consumer.poll(timeout_ms=remaining_ms, max_records=self._batch_size - count)
+            timeout_ms = min(remaining_ms, _POLL_WHILE_BUSY_MS) if busy() or (ready and count) else remaining_ms
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self._batch_size - count)
             if self._revocations.revoked:
                 for partition in self._revocations.revoked:
-                    count -= len(pending.pop(partition, []))
+                    dropped = pending.pop(partition, [])
+                    count -= len(dropped)
+                    size -= sum(_size(record) for record in dropped)
                 self._revocations.revoked.clear()
             for partition, partition_records in polled.items():
                 pending.setdefault(partition, []).extend(partition_records)
                 count += len(partition_records)
-            if count and not polled:
+                size += sum(_size(record) for record in partition_records)
+            between_polls()
+            if self._generation != generation:  # rewound meanwhile: these records will be fetched again
+                pending.clear()
+                count = size = 0
+                generation = self._generation
+            if count and (ready() if ready is not None else not polled):
                 break
         return [record for partition_records in pending.values() for record in partition_records]
+
+    def _validated(self, records: list[ConsumerRecord]) -> _Batch:
+        items, letters = self._validate(records)
+        return _Batch(records, items, letters, BatchReport(consumed=len(records)), time.monotonic(),
+                      value=[item for _, item in items], generation=self._generation)
+
+    def _prepare_step(self, stage: Stage) -> Callable[[_Batch], None]:
+        """A stage before the transaction: its failure sends the batch through the whole sink later,
+        where the usual retry and isolation apply."""
+
+        def run(batch: _Batch) -> None:
+            if not batch.prepared or not batch.items:
+                return
+            try:
+                batch.value = stage(batch.value)
+            except Exception as error:  # noqa: BLE001 - retried or narrowed down by the last stage
+                batch.prepared = False
+                log.info("batch_stage_failed", extra={"kv": {"records": len(batch.records), "error": _one_line(error),
+                                                             "action": "the batch goes through the sink again"}})
+
+        return run
+
+    def _deliver_step(self, batch: _Batch) -> None:
+        """The last stage: the transaction (retried while the sink is unavailable), then the dead letters."""
+        first: Callable[[], None] | None = None
+        if batch.prepared and not batch.crashed and batch.items:
+            last, value = self._stages[-1], batch.value
+            first = lambda: last(value)  # noqa: E731
+        batch.delivered = self._deliver_with_retries(batch.items, batch.records, batch.letters, batch.report, first)
+        if not batch.delivered:
+            return
+        report = batch.report
+        report.dead_lettered = len(batch.letters)
+        report.stored = len(batch.items) - sum(1 for letter in batch.letters if letter.rejection.kind == "sink_rejected")
+        if self._sink_stats is not None:
+            report.sink_stats = self._sink_stats()
+
+    def _commit_batch(self, batch: _Batch) -> None:
+        report = batch.report
+        report.offsets = self._next_offsets(batch.records)
+        report.committed = self._commit(report.offsets, batch.records)
+        report.duration_s = time.monotonic() - batch.started
+        report.lag = self._lag()
+
+    def _commit_completed(self, pipeline: OrderedStages[_Batch], wait_s: float = 0.0) -> None:
+        """Commit, in order, the batches that left the last stage; stop at one that was not delivered."""
+        for batch in pipeline.completed(wait_s):
+            if batch.generation != self._generation:
+                continue  # fetched before a rewind: processed again from the rewound position
+            if not batch.delivered:
+                if not self.stop.is_set():
+                    self._recover_from(batch, pipeline)
+                return
+            self._commit_batch(batch)
+            if self._on_batch is not None:
+                self._on_batch(batch.report)
+
+    def _recover_from(self, failed: _Batch, pipeline: OrderedStages[_Batch]) -> None:
+        """A batch left the stages undelivered by a bug: commit nothing after it, rewind to it."""
+        self._generation += 1
+        later: list[_Batch] = []
+        while pipeline.in_flight and not self.stop.is_set():
+            later += pipeline.completed(wait_s=_POLL_WHILE_BUSY_MS / 1000)
+        self._rewind([record for batch in [failed, *later] for record in batch.records])
+        log.error("batch_not_delivered", extra={"kv": {"records": len(failed.records), "later_batches": len(later),
+                                                       "action": "rewound; the batch will be processed again"}})
 
     def _validate(self, records: Sequence[ConsumerRecord]) -> tuple[list[tuple[ConsumerRecord, NewsItem]], list[DeadLetter]]:
         items: list[tuple[ConsumerRecord, NewsItem]] = []
@@ -198,16 +362,29 @@ class BatchConsumer:
         records: Sequence[ConsumerRecord],
         letters: list[DeadLetter],
         report: BatchReport,
+        prepared: Callable[[], None] | None = None,
     ) -> bool:
         """True once the sink and the dead-letter topic both have the batch; False if stopped first.
 
-        `letters` gains the messages the sink refused."""
+        `prepared` is the last stage on its ready input: tried first (and again while the sink is
+        unavailable); if it fails otherwise, the items go through the whole sink. `letters` gains
+        the messages the sink refused."""
         attempt = 0
         sink_letters: list[DeadLetter] | None = None
         unsent = list(letters)
         while not self.stop.is_set():
             attempt += 1
             try:
+                if sink_letters is None and prepared is not None:
+                    try:
+                        prepared()
+                        sink_letters = []
+                    except SinkUnavailable:
+                        raise
+                    except Exception as error:  # noqa: BLE001 - narrowed down by the whole-sink path below
+                        log.info("batch_stage_failed", extra={"kv": {"records": len(records), "error": _one_line(error),
+                                                                     "action": "the batch goes through the sink again"}})
+                        prepared = None
                 if sink_letters is None:
                     sink_letters = self._deliver(items)
                     unsent += sink_letters
@@ -297,6 +474,10 @@ class BatchConsumer:
                 total += max(0, max(ends) - position)
                 known = True
         return total if known else None
+
+
+def _size(record: ConsumerRecord) -> int:
+    return len(record.value) if record.value is not None else 0
 
 
 def _letter(record: ConsumerRecord, rejection: RejectedMessage) -> DeadLetter:

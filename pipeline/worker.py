@@ -7,11 +7,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaProducer, TopicPartition
 from sqlalchemy import Engine
@@ -26,7 +27,7 @@ from pipeline.database import Database, open_database
 from pipeline.entities import EntityMatcher, load_entities
 from pipeline.kafka_settings import kafka_options
 from pipeline.scoring.risk_events import RiskTagger, RiskTags
-from pipeline.scoring.scorer import ArticleScore, Scorer
+from pipeline.scoring.scorer import ArticleScore, EncodedTexts, Scorer
 from pipeline.series import SeriesConfig, update_series
 from pipeline.stories import story_key
 from storage.migrate import ensure_schema
@@ -63,13 +64,34 @@ class SinkStats:
                          self.writing_s + other.writing_s, self.buckets + other.buckets)
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch ready for the model: its records as they will be stored, and the tokens of those to score."""
+
+    version: str
+    records: list[ArticleRecord]
+    to_score: list[ArticleRecord]
+    touched: list[ArticleRecord]
+    encoded: EncodedTexts
+    risks: list[RiskTags]
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    prepared: PreparedBatch
+    scores: list[ArticleScore]
+    scoring_s: float
+
+
 class ArticleSink:
     """Scores a validated batch (sentiment and risk-event tags), then writes articles, mentions,
     scores and buckets in ONE transaction; raises SinkUnavailable when the database is down.
 
     Scoring happens before the transaction opens (no locks held during inference); articles that
     already have a score from this model (a replay, a batch retried after a crash) are not scored
-    again.
+    again. Its three `stages` let the consumer score one batch while it writes the previous one;
+    two batches in flight with the same id are harmless, because every write is idempotent and
+    the first write wins.
     """
 
     def __init__(self, engine: Engine, matcher: EntityMatcher, scorer: Scorer, buckets: SeriesConfig) -> None:
@@ -82,41 +104,54 @@ class ArticleSink:
         """The last call's figures."""
         self._since_taken = SinkStats()
 
+    @property
+    def stages(self) -> Sequence[Callable[[Any], Any]]:
+        """The steps one at a time, for the consumer to overlap across batches (consumers/ordered_stages.py):
+        entities, stored state and tokens; the model; the transaction."""
+        return (self.prepare, self.score, self.write)
+
     def __call__(self, items: Sequence[NewsItem]) -> None:
+        self.write(self.score(self.prepare(items)))
+
+    def prepare(self, items: Sequence[NewsItem]) -> PreparedBatch:
+        """Entity mentions, what the database already holds for these ids, and the tokens to score."""
         records = first_per_id([self.record_of(item) for item in items])
         version = self._scorer.version
-        try:
-            with self._engine.connect() as connection:
-                ids = [record.id for record in records]
-                already_scored = scored_article_ids(connection, ids, version)
-                stored = stored_articles(connection, ids)
-            # First write wins (storage.writes): an id already stored is scored and bucketed as stored.
-            records = [stored.get(record.id, record) for record in records]
-            to_score = [record for record in records if record.id not in already_scored]
-            touched = [record for record in records if record.id not in stored or record.id not in already_scored]
-            started = time.perf_counter()
-            scores = self._scorer.score_texts([record.text for record in to_score])
-            risks = [self._risk.tag(record.text) for record in to_score]
-            scored_at = time.perf_counter()
-            with self._engine.begin() as connection:
-                write_articles(connection, records)
-                write_scores(connection, [
-                    _score_record(record.id, score, version, risk)
-                    for record, score, risk in zip(to_score, scores, risks, strict=True)
-                ])
-                bucket_rows = update_series(connection, _times_per_entity(touched), version, self._buckets)
-            self.stats = SinkStats(len(to_score), scored_at - started, time.perf_counter() - scored_at, bucket_rows)
-            self._since_taken = self._since_taken.plus(self.stats)
-        except _INFRASTRUCTURE_ERRORS as error:
-            raise SinkUnavailable(f"database unavailable: {_first_line(error)}") from error
-        except DBAPIError as error:
-            if error.connection_invalidated:
-                raise SinkUnavailable(f"database connection lost: {_first_line(error)}") from error
-            raise
+        with _database_errors(), self._engine.connect() as connection:
+            ids = [record.id for record in records]
+            already_scored = scored_article_ids(connection, ids, version)
+            stored = stored_articles(connection, ids)
+        # First write wins (storage.writes): an id already stored is scored and bucketed as stored.
+        records = [stored.get(record.id, record) for record in records]
+        to_score = [record for record in records if record.id not in already_scored]
+        touched = [record for record in records if record.id not in stored or record.id not in already_scored]
+        texts = [record.text for record in to_score]
+        return PreparedBatch(version, records, to_score, touched, self._scorer.encode(texts),
+                             [self._risk.tag(text) for text in texts])
+
+    def score(self, prepared: PreparedBatch) -> ScoredBatch:
+        started = time.perf_counter()
+        scores = self._scorer.score_encoded(prepared.encoded)
+        return ScoredBatch(prepared, scores, time.perf_counter() - started)
+
+    def write(self, scored: ScoredBatch) -> None:
+        """ONE transaction: articles, mentions, scores and buckets; SinkUnavailable while the database is down."""
+        prepared = scored.prepared
+        started = time.perf_counter()
+        with _database_errors(), self._engine.begin() as connection:
+            write_articles(connection, prepared.records)
+            write_scores(connection, [
+                _score_record(record.id, score, prepared.version, risk)
+                for record, score, risk in zip(prepared.to_score, scored.scores, prepared.risks, strict=True)
+            ])
+            bucket_rows = update_series(connection, _times_per_entity(prepared.touched), prepared.version, self._buckets)
+        self.stats = SinkStats(len(prepared.to_score), scored.scoring_s, time.perf_counter() - started, bucket_rows)
+        self._since_taken = self._since_taken.plus(self.stats)
 
     def take_stats(self) -> SinkStats:
-        """The figures summed since the last take: one batch reaches the sink several times when it is
-        split to isolate a refused message, and not at all when every message was rejected."""
+        """The figures summed since the last take (the consumer takes them right after each batch's
+        delivery): one batch reaches the sink several times when it is split to isolate a refused
+        message, and not at all when every message was rejected."""
         taken, self._since_taken = self._since_taken, SinkStats()
         return taken
 
@@ -138,8 +173,10 @@ class Worker:
     """One scoring worker process; run several with the same consumer group to scale out."""
 
     def __init__(self, settings: Settings, *, stop: threading.Event | None = None, retry: RetryPolicy = RetryPolicy(),
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, scorer: Scorer | None = None) -> None:
+        """`scorer` replaces the one the settings describe (bench/ingest.py measures the worker around other ones)."""
         self.settings = settings
+        self._scorer = scorer
         self.stop = stop or threading.Event()
         self._retry = retry
         self._metrics: WorkerMetrics | None = metrics.worker if metrics is not None else None
@@ -156,7 +193,7 @@ class Worker:
         ensure_topics(options, [settings.topic_news, settings.topic_dead_letter], settings.topic_partitions)
         self._database = open_database(settings)
         ensure_schema(self._database.engine)
-        scorer = load_scorer(settings)
+        scorer = self._scorer or load_scorer(settings)
         log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device), "precision": scorer.precision,
                                                "chosen": scorer.choice.reason if scorer.choice else ""}})
         if self._metrics is not None:
@@ -172,12 +209,14 @@ class Worker:
             self.sink,
             DeadLetterPublisher(self._producer, settings.topic_dead_letter, max_letter_bytes=settings.dead_letter_max_bytes),
             batch_size=settings.batch_size,
+            batch_tokens=settings.batch_tokens,
             max_wait_ms=settings.batch_max_wait_ms,
             max_message_bytes=settings.max_message_bytes,
             time_window=settings.time_window,
             retry=self._retry,
             stop=self.stop,
             on_batch=self._log_batch,
+            sink_stats=self.sink.take_stats,
         )
         self._consumer.subscribe()
 
@@ -192,7 +231,7 @@ class Worker:
 
     def _log_batch(self, report: BatchReport) -> None:
         """One structured line and the metrics per batch; lag is from the fetch high-water mark."""
-        stats = self.sink.take_stats() if self.sink is not None else SinkStats()
+        stats = report.sink_stats if isinstance(report.sink_stats, SinkStats) else SinkStats()
         if self._metrics is not None:
             self._metrics.record_batch(report, stats.scored, stats.scoring_s)
         log.info(
@@ -266,6 +305,20 @@ def _times_per_entity(records: Sequence[ArticleRecord]) -> dict[str, list[dateti
         for mention in record.entities:
             times.setdefault(mention.entity, []).append(record.published_at)
     return times
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Database failures as the consumer understands them: SinkUnavailable (retried) when the
+    database is not usable right now; anything else is left to narrow down to a message."""
+    try:
+        yield
+    except _INFRASTRUCTURE_ERRORS as error:
+        raise SinkUnavailable(f"database unavailable: {_first_line(error)}") from error
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise SinkUnavailable(f"database connection lost: {_first_line(error)}") from error
+        raise
 
 
 def _first_line(error: BaseException) -> str:

@@ -53,6 +53,15 @@ class ArticleScore:
         return LABELS[max(range(3), key=probabilities.__getitem__)]
 
 
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Texts cut into model windows: `chunks[i]` (token ids with special tokens) belongs to text `owners[i]`."""
+
+    texts: int
+    chunks: list[list[int]]
+    owners: list[int]
+
+
 def choose_device(setting: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; anything else is taken as given."""
     if setting == "auto":
@@ -142,13 +151,25 @@ class Scorer:
         return self.score_texts([item.text for item in items])
 
     def score_texts(self, texts: Sequence[str]) -> list[ArticleScore]:
+        return self.score_encoded(self.encode(texts))
+
+    def encode(self, texts: Sequence[str]) -> EncodedTexts:
+        """The tokenizer's half of scoring, kept apart so that it can run in another thread while
+        the model scores the previous batch (the worker does that)."""
         if not texts:
-            return []
+            return EncodedTexts(0, [], [])
         chunks, owners = self._chunk(texts)
+        return EncodedTexts(len(texts), chunks, owners)
+
+    def score_encoded(self, encoded: EncodedTexts) -> list[ArticleScore]:
+        """The model's half: every window through the model, then each text's windows averaged."""
+        if not encoded.texts:
+            return []
+        chunks, owners = encoded.chunks, encoded.owners
         probabilities = self._probabilities(chunks)
-        totals = torch.zeros((len(texts), len(LABELS)), dtype=torch.float64)
-        weights = torch.zeros(len(texts), dtype=torch.float64)
-        counts = [0] * len(texts)
+        totals = torch.zeros((encoded.texts, len(LABELS)), dtype=torch.float64)
+        weights = torch.zeros(encoded.texts, dtype=torch.float64)
+        counts = [0] * encoded.texts
         for chunk, owner, row in zip(chunks, owners, probabilities, strict=True):
             totals[owner] += row.double() * len(chunk)
             weights[owner] += len(chunk)

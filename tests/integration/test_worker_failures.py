@@ -86,6 +86,50 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     assert restarted.running, restarted.log_text()
 
 
+def writes_waiting_on_a_lock(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            " AND datname = current_database()")).scalar_one())
+
+
+def test_sigkill_while_a_scored_batch_waits_to_be_written_loses_and_doubles_nothing(
+    worker_environment: dict[str, str], engine: Engine, topics: Topics, kafka_bootstrap: str,
+    worker_processes: list[WorkerProcess], tmp_path: Path,
+) -> None:
+    """The worker scores batch N+1 while it writes batch N: a kill then must not cost N+1, nor commit it."""
+    messages = valid_messages(1200)
+    environment = {**worker_environment, "FINSENT_BATCH_SIZE": "50"}
+    worker = WorkerProcess(environment, tmp_path / "worker-1.log").start()
+    worker_processes.append(worker)
+    produce(kafka_bootstrap, topics.news, messages[:100])
+    wait_until(lambda: article_count(engine) == 100, timeout_s=120, what="the first 100 articles")
+    with engine.connect() as blocker:
+        # Inserts wait behind this lock; reads (the worker's lookups before scoring) do not.
+        blocker.execute(sa.text("LOCK TABLE articles IN SHARE ROW EXCLUSIVE MODE"))
+        produce(kafka_bootstrap, topics.news, messages[100:])
+        wait_until(lambda: writes_waiting_on_a_lock(engine) > 0, timeout_s=120,
+                   what="a scored batch waiting for its transaction")
+        stored_at_kill = article_count(engine)
+        assert committed_total(kafka_bootstrap, topics.group) <= stored_at_kill, "offsets committed for unwritten articles"
+        worker.kill()
+        blocker.rollback()
+    assert stored_at_kill < len(messages)
+
+    restarted = WorkerProcess(environment, tmp_path / "worker-2.log").start()
+    worker_processes.append(restarted)
+    expected = {parse_news(value).id for _, value in messages}
+    wait_until(lambda: article_count(engine) >= len(expected), timeout_s=180, what="all articles after restart")
+    assert stored_ids(engine) == expected
+    with engine.connect() as connection:
+        scores = connection.execute(sa.text("SELECT count(*) FROM article_scores")).scalar_one()
+        bucketed = connection.execute(sa.text(
+            "SELECT width_seconds, sum(article_count) FROM buckets WHERE entity = 'MARKET' GROUP BY width_seconds")).all()
+    assert scores == len(expected)
+    assert dict(bucketed) == {300: len(expected), 3600: len(expected)}, "no article counted twice in any bucket"
+    assert restarted.running, restarted.log_text()
+
+
 def test_sigterm_stops_the_worker_cleanly(
     worker_environment: dict[str, str], engine: Engine, topics: Topics, kafka_bootstrap: str,
     worker_processes: list[WorkerProcess], tmp_path: Path,
