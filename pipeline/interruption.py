@@ -4,17 +4,20 @@
 skipping every `finally`, and a command that started the embedded PostgreSQL or broker would leave
 them running. Inside `terminate_as_interrupt` SIGTERM raises `Terminated` (a KeyboardInterrupt) in
 the main thread instead. The worker and the scheduler install their own handlers inside it
-(`pipeline.worker.stop_on_signals`) to finish their batch first.
+(`stop_on_signals`) to finish their batch first.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+log = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -77,3 +80,15 @@ def interrupts_ignored() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT ask the loop to stop after the current step (a worker does not commit an unfinished
+    batch; `finsent worker --processes N` passes the signal on to its children)."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("stop_requested", extra={"kv": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

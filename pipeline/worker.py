@@ -4,14 +4,12 @@ mentions, scores, buckets) -> offset commit."""
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaProducer, TopicPartition
@@ -280,17 +278,6 @@ def load_scorer(settings: Settings) -> Scorer:
         data_dir=settings.data_dir,
         model=settings.model,
     )
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT ask the loop to stop after the current step; an unfinished batch is not committed."""
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop_requested", extra={"kv": {"signal": signal.Signals(signum).name}})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 def _score_record(article_id: str, score: ArticleScore, version: str, risk: RiskTags) -> ScoreRecord:

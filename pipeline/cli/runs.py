@@ -18,6 +18,9 @@ from pipeline.kafka_settings import kafka_options
 
 def add_run_commands(commands: Any) -> None:
     worker = commands.add_parser("worker", description="consume news, store articles and scores (runs until SIGTERM/Ctrl-C)")
+    worker.add_argument("--processes", type=positive_int, default=1,
+                        help="run this many worker processes in one consumer group, the cores split among them "
+                             "(useful up to FINSENT_TOPIC_PARTITIONS; default 1)")
     worker.set_defaults(handler=run_worker)
 
     scheduler = commands.add_parser("scheduler", description="run detection passes and send notifications (runs until SIGTERM/Ctrl-C)")
@@ -47,9 +50,18 @@ def add_run_commands(commands: Any) -> None:
     topics.set_defaults(handler=create_topics)
 
 
-def run_worker(settings: Settings, _arguments: argparse.Namespace) -> int:
+def run_worker(settings: Settings, arguments: argparse.Namespace) -> int:
+    from pipeline.interruption import stop_on_signals
+
+    if arguments.processes > 1:
+        from pipeline.worker_processes import WorkerGroup
+
+        group = WorkerGroup(settings, arguments.processes)
+        stop_on_signals(group.stop)
+        return group.run()
+
     from pipeline.metrics import Metrics
-    from pipeline.worker import Worker, stop_on_signals
+    from pipeline.worker import Worker
 
     metrics = Metrics(settings.metrics_port, settings.metrics_host)
     worker = Worker(settings, metrics=metrics)
@@ -64,8 +76,8 @@ def run_scheduler(settings: Settings, arguments: argparse.Namespace) -> int:
     import threading
 
     from pipeline.alerting.scheduler import AlertScheduler, build_parts
+    from pipeline.interruption import stop_on_signals
     from pipeline.metrics import Metrics
-    from pipeline.worker import stop_on_signals
 
     # --once (cron) serves no endpoint: it would clash with a long-running scheduler's port.
     metrics = Metrics(None if arguments.once else settings.metrics_port, settings.metrics_host)

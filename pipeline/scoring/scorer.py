@@ -14,11 +14,13 @@ by each window's token count. A headline-only article is one window.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -34,6 +36,11 @@ INT8_BREAKS = {"mpnet": "accuracy on its PhraseBank training sentences 0.96 -> 0
 """Bases whose dynamic int8 quantization was measured to destroy accuracy, with the measurement."""
 DEFAULT_TOKEN_BUDGET = 4096
 DEFAULT_MAX_BATCH = 128
+CUDA_MEMORY_SHARE = 0.5
+"""Share of the GPU's free memory the scorer's activations may take (the rest: other processes, fragmentation)."""
+CUDA_MAX_TOKEN_BUDGET = 1 << 19
+CUDA_ROWS_PER_TOKEN = 1 / 16
+"""On CUDA a micro-batch holds up to budget / 16 rows: full GPUs on headlines, not thousands of tiny rows."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,24 @@ class EncodedTexts:
     owners: list[int]
 
 
+def cuda_token_budget(free_bytes: int, hidden_size: int, heads: int, max_length: int) -> int:
+    """Tokens per forward pass that fit in CUDA_MEMORY_SHARE of `free_bytes`, from what one token
+    holds at the peak of an inference layer in 16-bit: about 12 hidden-sized activations (input,
+    Q, K, V, attention output, the 4x feed-forward, residuals) and its row of attention scores per
+    head (scores and softmax) over the longest window."""
+    per_token = 2 * (12 * hidden_size + 2 * heads * max_length)
+    return max(DEFAULT_TOKEN_BUDGET, min(CUDA_MAX_TOKEN_BUDGET, int(free_bytes * CUDA_MEMORY_SHARE / per_token)))
+
+
+def _encoder_shape(module: torch.nn.Module) -> tuple[int, int]:
+    """Hidden size and attention heads of the first submodule with a transformers config."""
+    for child in module.modules():
+        config = getattr(child, "config", None)
+        if config is not None and hasattr(config, "hidden_size"):
+            return int(config.hidden_size), int(getattr(config, "num_attention_heads", 12))
+    return 768, 12
+
+
 def choose_device(setting: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; anything else is taken as given."""
     if setting == "auto":
@@ -85,15 +110,23 @@ class Scorer:
         model: LoadedModel,
         device: torch.device,
         *,
-        token_budget: int = DEFAULT_TOKEN_BUDGET,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+        max_batch: int | None = None,
         quantize_int8: bool = False,
         precision: str = "fp32",
     ) -> None:
+        """`token_budget` None sizes the micro-batches from the GPU's free memory on CUDA
+        (cuda_token_budget), else DEFAULT_TOKEN_BUDGET."""
         self.model = model
         self.device = device
-        self.token_budget = token_budget
-        self.max_batch = max_batch
+        if token_budget is None and device.type == "cuda":
+            free_bytes, _ = torch.cuda.mem_get_info(device)
+            token_budget = cuda_token_budget(free_bytes, *_encoder_shape(model.module), model.max_length)
+        self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET
+        self.max_batch = max_batch or (
+            int(self.token_budget * CUDA_ROWS_PER_TOKEN) if device.type == "cuda" else DEFAULT_MAX_BATCH)
+        self._pin_memory = device.type == "cuda"
+        """Page-locked host tensors: the copy to the GPU runs asynchronously, overlapping the previous batch."""
         if quantize_int8:
             if device.type != "cpu":
                 raise ValueError("dynamic int8 quantization runs on the CPU only")
@@ -120,7 +153,7 @@ class Scorer:
         threads: int | None = None,
         quantize_int8: bool = False,
         label_names: Sequence[str] | None = None,
-        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        token_budget: int | None = None,
         precision: str = "auto",
         data_dir: Path | None = None,
         model: str = "auto",
@@ -198,18 +231,23 @@ class Scorer:
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
         result = torch.empty((len(chunks), len(LABELS)), dtype=torch.float32)
         for batch in self._micro_batches(order, chunks):
-            width = len(chunks[batch[-1]])
-            input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                input_ids[row, : len(chunks[index])] = torch.tensor(chunks[index])
-                attention_mask[row, : len(chunks[index])] = 1
+            input_ids, attention_mask = self._padded([chunks[index] for index in batch])
+            if self._pin_memory:
+                input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
             input_ids = input_ids.to(self.device, non_blocking=True)
             attention_mask = attention_mask.to(self.device, non_blocking=True)
             with self._autocast():
                 logits = self.model.logits(input_ids, attention_mask)
             result[batch] = torch.softmax(logits.float(), dim=-1).cpu()
         return result
+
+    def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and their mask, filled in one vectorised step (a GPU batch has thousands of rows)."""
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        mask = np.arange(int(lengths.max())) < lengths[:, None]
+        ids = np.full(mask.shape, self._pad_id, dtype=np.int64)
+        ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
 
     def _micro_batches(self, order: list[int], chunks: list[list[int]]) -> list[list[int]]:
         """Length-sorted indices packed so that rows x longest row stays under the token budget."""

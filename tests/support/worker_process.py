@@ -10,16 +10,18 @@ from pathlib import Path
 
 
 class WorkerProcess:
-    def __init__(self, environment: dict[str, str], log_path: Path, command: str = "worker") -> None:
+    def __init__(self, environment: dict[str, str], log_path: Path, command: str = "worker",
+                 arguments: tuple[str, ...] = ()) -> None:
         self._environment = {**os.environ, **environment}
         self._command = command
+        self._arguments = arguments
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", self._command], env=self._environment, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "pipeline.cli", self._command, *self._arguments], env=self._environment, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self

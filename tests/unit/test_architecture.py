@@ -20,11 +20,11 @@ SQL_TYPES = {"Engine", "Connection"}
 """What code outside storage/ may take from sqlalchemy: handles to pass on, and its exceptions."""
 SQL_TEXT = re.compile(r"\b(SELECT\s+\S|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX|VIEW))", re.I)
 SETTINGS_READERS = {
-    "pipeline/worker.py", "pipeline/alerting/scheduler.py", "pipeline/demo.py", "pipeline/database.py",
-    "pipeline/kafka_settings.py",
+    "pipeline/worker.py", "pipeline/worker_processes.py", "pipeline/alerting/scheduler.py", "pipeline/demo.py",
+    "pipeline/database.py", "pipeline/kafka_settings.py",
 }
-"""The composition roots (worker, scheduler, the demo that runs both) and the two settings adapters
-(database, Kafka options); the CLI wing reads settings too."""
+"""The composition roots (worker, a group of worker processes, scheduler, the demo that runs both) and the
+two settings adapters (database, Kafka options); the CLI wing reads settings too."""
 
 
 def modules(*packages: str) -> Iterator[tuple[str, ast.Module]]:

@@ -201,3 +201,14 @@ def test_values_print_as_typed() -> None:
 @pytest.mark.parametrize(("text", "milliseconds"), [("500", 500), ("500ms", 500), ("2s", 2000), ("1m", 60000)])
 def test_millisecond_settings_take_durations_and_bare_milliseconds(text: str, milliseconds: int) -> None:
     assert Settings.load({"FINSENT_BATCH_MAX_WAIT_MS": text}).batch_max_wait_ms == milliseconds
+
+
+def test_each_worker_child_gets_its_share_of_the_cores_and_its_own_metrics_port() -> None:
+    from pipeline.worker_processes import child_environment
+
+    settings = Settings.load({"FINSENT_METRICS_PORT": "9300"})
+    second = child_environment({"PATH": "/bin"}, settings, index=1, processes=2, cores=16)
+    assert second == {"PATH": "/bin", "FINSENT_TORCH_THREADS": "8", "FINSENT_METRICS_PORT": "9301"}
+    pinned = child_environment({}, Settings.load({"FINSENT_TORCH_THREADS": "3"}), index=0, processes=4, cores=2)
+    assert pinned == {}, "a thread count the user set is kept, no metrics port when the endpoint is off"
+    assert child_environment({}, Settings.load({}), index=0, processes=4, cores=2)["FINSENT_TORCH_THREADS"] == "1"

@@ -110,3 +110,33 @@ def test_classification_report_on_hand_counted_predictions() -> None:
     assert report.per_class["neutral"].recall == pytest.approx(2 / 3)
     assert report.per_class["positive"].f1 == pytest.approx(2 / 3)
     assert report.macro_f1 == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_padded_batches_hold_each_row_then_padding(random_artifact: tuple[Path, torch.nn.Module]) -> None:
+    scorer = Scorer(load_model(random_artifact[0], CPU), CPU)
+    rows = [[5, 6, 7], [8], [9, 10]]
+    ids, mask = scorer._padded(rows)
+    pad = scorer._pad_id
+    assert ids.tolist() == [[5, 6, 7], [8, pad, pad], [9, 10, pad]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_scoring_in_two_halves_equals_scoring_at_once(random_artifact: tuple[Path, torch.nn.Module]) -> None:
+    """The worker tokenizes in one thread and runs the model in another: the same result."""
+    scorer = Scorer(load_model(random_artifact[0], CPU), CPU)
+    texts = ["Profit falls", " ".join(["costs rise"] * 80), "Record revenue"]
+    assert scorer.score_encoded(scorer.encode(texts)) == scorer.score_texts(texts)
+    assert scorer.score_encoded(scorer.encode([])) == []
+
+
+def test_the_cuda_token_budget_grows_with_free_memory_within_bounds() -> None:
+    from pipeline.scoring.scorer import CUDA_MAX_TOKEN_BUDGET, DEFAULT_TOKEN_BUDGET, cuda_token_budget
+
+    gib = 1 << 30
+    small, large = cuda_token_budget(2 * gib, 768, 12, 512), cuda_token_budget(16 * gib, 768, 12, 512)
+    assert DEFAULT_TOKEN_BUDGET < small < large <= CUDA_MAX_TOKEN_BUDGET
+    # 16 GiB free, half of it at 2 * (12 * 768 + 2 * 12 * 512) bytes a token:
+    assert large == int(8 * gib / (2 * (12 * 768 + 2 * 12 * 512)))
+    assert cuda_token_budget(100 * gib, 768, 12, 512) == CUDA_MAX_TOKEN_BUDGET
+    assert cuda_token_budget(1 << 20, 768, 12, 512) == DEFAULT_TOKEN_BUDGET
