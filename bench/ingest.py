@@ -21,6 +21,9 @@ What it measures
        ceiling the worker could reach if Kafka and PostgreSQL cost nothing. The last line, the
        worker's steady rate over this one, is `worker/bare-model throughput ratio: R`.
 
+    With --processes 1,2 it first also drains the backlog with `finsent worker --processes N` (the
+    CLI, in a subprocess, its own group) for each N: the same work split over N processes.
+
     Then, with the worker still running at the end of the backlog, it produces fresh messages at
     a steady pace of 25%, 50% and 90% (--loads) of the rate the worker just sustained, for
     --latency-seconds each, and reports p50 / p95 of produce -> stored: from the producer's send
@@ -46,7 +49,7 @@ What it measures
 
 How to run
     .venv/bin/python bench/ingest.py [--messages 20000] [--partitions 4] [--batch-size 256]
-        [--model auto|fast|accurate|DIR] [--loads 0.25,0.5,0.9] [--latency-seconds 15]
+        [--model auto|fast|accurate|DIR] [--loads 0.25,0.5,0.9] [--latency-seconds 15] [--processes 1,2]
 
     By default it starts the embedded broker (Tansu) and an embedded PostgreSQL in a temporary
     directory and removes both afterwards. `--kafka host:port` / `--database-url URL` (or
@@ -63,6 +66,8 @@ import logging
 import os
 import random
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -144,6 +149,7 @@ class BenchOptions:
     model: str = "auto"
     loads: tuple[float, ...] = (0.25, 0.5, 0.9)
     latency_seconds: float = 15.0
+    processes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -506,6 +512,32 @@ def ingested_times(engine: Engine, prefix: str) -> dict[str, float]:
     return {article_id: float(epoch) for article_id, epoch in rows}
 
 
+def measure_processes(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path,
+                      processes: int) -> Throughput:
+    """`finsent worker --processes N` as users run it, in its own group, draining the same backlog."""
+    delete_articles(infra.engine, names)
+    group = f"bench-processes{processes}-{names.run_id}"
+    environment = {**os.environ, **worker_environment(infra, names, options, data_dir, group), "FINSENT_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "pipeline.cli", "worker", "--processes", str(processes)]
+    started = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        clock = ProgressClock(options.messages, f"finsent worker --processes {processes}")
+        while not clock.done:
+            if started.poll() is not None:
+                raise BenchError(f"finsent worker --processes {processes} exited with {started.returncode}: "
+                                 f"{started.stderr.read().decode(errors='replace')[-500:] if started.stderr else ''}")
+            time.sleep(PROGRESS_INTERVAL_S)
+            clock.observe(count_articles(infra.engine))
+        return clock.result()
+    finally:
+        started.send_signal(signal.SIGTERM)
+        try:
+            started.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait()
+
+
 def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
     """The worker's model on the same articles, batch by batch, with nothing else to do: articles/s."""
     items = [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
@@ -555,8 +587,12 @@ def count_mentions(engine: Engine, names: RunNames) -> int:
 
 def worker_settings(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path,
                     group: str = "") -> Settings:
-    return Settings.load(
-        {
+    return Settings.load(worker_environment(infra, names, options, data_dir, group))
+
+
+def worker_environment(infra: Infrastructure, names: RunNames, options: BenchOptions, data_dir: Path,
+                       group: str = "") -> dict[str, str]:
+    return {
             "FINSENT_MODEL": options.model,
             "FINSENT_KAFKA_BOOTSTRAP": infra.bootstrap,
             "FINSENT_DATABASE_URL": infra.database_url,
@@ -570,7 +606,6 @@ def worker_settings(infra: Infrastructure, names: RunNames, options: BenchOption
             "FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_INTERVAL_MS),
             "FINSENT_DATA_DIR": str(data_dir),
         }
-    )
 
 
 def peak_rss_mib() -> float:
@@ -649,6 +684,8 @@ class Report:
     scorer_alone: float
     """Articles/s of the worker's model scoring the same articles with nothing else to do."""
     latencies: list[Latency]
+    processes: dict[int, Throughput]
+    """`finsent worker --processes N` draining the same backlog, by N."""
     model: str
     mentions: int
     rss_after_produce_mib: float
@@ -676,7 +713,8 @@ def _overhead(baseline: Throughput, pipeline: Throughput) -> str:
 def _split(report: Report) -> str:
     """How busy the model and the transaction were over the worker's drain (they overlap)."""
     batches, drain = report.batches, report.pipeline
-    span_ms = 1000 * (drain.last_at - drain.first_at)
+    # From the first batch's start (its rows are the first sighting) to the last sighting.
+    span_ms = 1000 * (drain.last_at - drain.first_at) + (batches.durations_ms[0] if batches.durations_ms else 0.0)
     if not batches.durations_ms or span_ms <= 0:
         return "worker time split: n/a (no batch lines)"
     return (
@@ -705,6 +743,7 @@ def render(report: Report) -> str:
             _row("finsent worker without the model", report.no_model),
             f"{'the model alone on the same articles':<35}{_rate(report.scorer_alone):>14}",
             _row("finsent worker → PostgreSQL", report.pipeline),
+            *(_row(f"finsent worker --processes {n} (CLI)", result) for n, result in report.processes.items()),
             f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
             _split(report),
             *(f"produce → stored at {100 * row.load:.0f}% of the sustained rate ({row.rate:,.0f} msg/s, {row.messages} "
@@ -752,8 +791,11 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     rss_after_baseline = peak_rss_mib()
     data_dir.mkdir(parents=True, exist_ok=True)
     share_installed_base(data_dir, Settings.load({k: v for k, v in os.environ.items() if k == "FINSENT_DATA_DIR"}).data_dir)
+    # Before this process loads a model of its own, whose idle threads would compete with the children.
+    processes = {n: measure_processes(infra, names, options, data_dir, n) for n in options.processes}
     settings = worker_settings(infra, names, options, data_dir)
     scorer = load_scorer(settings)
+    delete_articles(infra.engine, names)
     no_model = measure_worker(worker_settings(infra, names, options, data_dir, names.no_model_group), infra.engine,
                               options.messages, NoModelScorer(scorer), "finsent worker without the model")
     delete_articles(infra.engine, names)
@@ -769,8 +811,8 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     scorer_alone = measure_scorer_alone(scorer, options.messages, names, options.batch_size)
     latencies = measure_latency(settings, infra, names, scorer, pipeline.steady_rate or 1.0, options) if options.loads else []
     model = f"{scorer.version} ({scorer.device}, {scorer.precision})"
-    return Report(options, infra, baseline, no_model, pipeline, batches, scorer_alone, latencies, model, mentions,
-                  rss_after_produce, rss_after_baseline, rss_peak)
+    return Report(options, infra, baseline, no_model, pipeline, batches, scorer_alone, latencies, processes, model,
+                  mentions, rss_after_produce, rss_after_baseline, rss_peak)
 
 
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
@@ -787,9 +829,18 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser.add_argument("--loads", type=_fractions, default=(0.25, 0.5, 0.9), metavar="F,F,...",
                         help="fractions of the sustained rate to measure latency at (default 0.25,0.5,0.9; empty: skip)")
     parser.add_argument("--latency-seconds", type=float, default=15.0, help="seconds of paced producing per load (default 15)")
+    parser.add_argument("--processes", type=_counts, default=(), metavar="N,N,...",
+                        help="also drain the backlog with `finsent worker --processes N` for each N (e.g. 1,2)")
     args = parser.parse_args(argv)
     return BenchOptions(args.messages, args.partitions, args.batch_size, args.kafka.strip(), args.database_url.strip(),
-                        args.model, args.loads, args.latency_seconds)
+                        args.model, args.loads, args.latency_seconds, args.processes)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(positive_int(part) for part in text.split(",") if part.strip())
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of process counts such as 1,2") from None
 
 
 def _fractions(text: str) -> tuple[float, ...]:

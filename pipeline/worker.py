@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FETCH_MAX_WAIT_MS = 50
+"""How long the broker may hold a fetch open waiting for data (kafka-python's default is 500 ms).
+On Tansu a quiet topic's news waited up to that long: p50 130 ms to reach the worker at 500 ms,
+7 ms at 50 ms; the price is a few empty fetches a second while the topic is idle."""
+
 # Errors that mean "the database is not usable right now", not "this data is bad".
 _INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, InternalError, ProgrammingError)
 
@@ -200,7 +205,8 @@ class Worker:
             self._database.engine, matcher, scorer, SeriesConfig(settings.bucket_widths, settings.emotion_half_life)
         )
         self._producer = create_producer(options, max_request_size=producer_max_request_size(settings.dead_letter_max_bytes))
-        consumer = create_consumer(options, settings.consumer_group, max_poll_records=settings.batch_size)
+        consumer = create_consumer(options, settings.consumer_group, max_poll_records=settings.batch_size,
+                                   fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         self._consumer = BatchConsumer(
             consumer,
             settings.topic_news,

@@ -21,7 +21,8 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", self._command, *self._arguments], env=self._environment, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "pipeline.cli", self._command, *self._arguments],
+            env=self._environment, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
         return self
