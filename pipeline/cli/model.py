@@ -88,7 +88,8 @@ def train_model(settings: Settings, arguments: argparse.Namespace) -> int:
 
         if not arguments.teacher.is_dir():
             raise UserError(f"--teacher {arguments.teacher}: not a directory; give a model directory (or fold models with --folds)")
-        distillation = Distillation(arguments.teacher, [e for path in arguments.unlabelled for e in read_unlabelled_csv(path)])
+        distillation = Distillation(arguments.teacher, [e for path in arguments.unlabelled for e in read_unlabelled_csv(path)],
+                                    tuple(arguments.unlabelled))
     config = TrainingConfig(
         base=arguments.base, epochs=arguments.epochs, batch_size=arguments.batch_size, learning_rate=arguments.lr,
         lora_rank=arguments.rank, lora_alpha=2.0 * arguments.rank, patience=arguments.patience, seed=arguments.seed,

@@ -32,7 +32,8 @@ UNLABELLED = -1
 
 
 def read_unlabelled_csv(path: Path) -> list[Example]:
-    """Texts without labels, for distillation: a CSV with a `text` or `headline` column."""
+    """Texts without labels, for distillation: a CSV with a `text` or `headline` column, each distinct
+    text once (a news file repeats headlines across feeds), in file order."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except (FileNotFoundError, IsADirectoryError):
@@ -46,7 +47,7 @@ def read_unlabelled_csv(path: Path) -> list[Example]:
             texts = [(row.get(column) or "").strip() for row in reader]
         except UnicodeDecodeError:
             raise UserError(f"{path}: not UTF-8 text; save it as UTF-8 CSV") from None
-    examples = [Example(text, UNLABELLED, path.name) for text in texts if text]
+    examples = deduplicate([Example(text, UNLABELLED, path.name) for text in texts if text])
     if not examples:
         raise UserError(f"{path}: no texts")
     return examples

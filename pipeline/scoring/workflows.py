@@ -78,6 +78,11 @@ class Distillation:
 
     teacher: Path
     unlabelled: list[Example]
+    unlabelled_files: tuple[Path, ...] = ()
+
+    def describe(self) -> list[dict[str, object]]:
+        """The unlabelled files, as `TrainingData.describe` does the labelled ones (the manifest records both)."""
+        return TrainingData(self.unlabelled_files, self.unlabelled).describe()
 
 
 def train_and_save(
@@ -110,6 +115,7 @@ def train_and_save(
         "training": {
             "config": config.manifest(),
             "data": data.describe(),
+            **({"unlabelled": distillation.describe()} if distillation is not None and distillation.unlabelled_files else {}),
             "train_examples": len(train),
             "validation_examples": len(validation),
             "validation_fraction": validation_fraction,
@@ -167,6 +173,8 @@ def cross_validate(
     if distillation is not None:
         config = dataclasses.replace(config, teacher=str(distillation.teacher))
     header = {"folds": folds, "evaluated_on": on_file, "config": config.manifest(), "data": data.describe()}
+    if distillation is not None and distillation.unlabelled_files:
+        header["unlabelled"] = distillation.describe()
     results = _completed_folds(report_path, header)
     if results:
         print(f"resuming: folds {', '.join(str(r['fold']) for r in results)} already in {report_path}", file=sys.stderr, flush=True)

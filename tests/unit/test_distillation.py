@@ -40,9 +40,11 @@ def test_hard_weight_one_ignores_the_teacher_on_labelled_text() -> None:
 
 def test_unlabelled_texts_come_from_a_text_or_headline_column(tmp_path: Path) -> None:
     news = tmp_path / "news.csv"
-    news.write_text("published_at,ticker,headline\n2020-01-01,ACME,Acme recalls 1m cars\n2020-01-02,ACME,\n", encoding="utf-8")
+    news.write_text("published_at,ticker,headline\n2020-01-01,ACME,Acme recalls 1m cars\n2020-01-02,ACME,\n"
+                    "2020-01-02,ACMF,Acme  recalls 1m cars\n", encoding="utf-8")
     examples = read_unlabelled_csv(news)
-    assert [(e.text, e.label, e.labelled) for e in examples] == [("Acme recalls 1m cars", UNLABELLED, False)]
+    assert [(e.text, e.label, e.labelled) for e in examples] == [("Acme recalls 1m cars", UNLABELLED, False)], \
+        "empty rows skipped, a headline repeated by another feed read once"
     other = tmp_path / "other.csv"
     other.write_text("title\nsomething\n", encoding="utf-8")
     with pytest.raises(UserError, match="text or headline column"):
