@@ -80,6 +80,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
+import torch
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from progress_display import Progress
@@ -150,6 +151,8 @@ class BenchOptions:
     loads: tuple[float, ...] = (0.25, 0.5, 0.9)
     latency_seconds: float = 15.0
     processes: tuple[int, ...] = ()
+    threads: int = 0
+    """The worker's torch threads (FINSENT_TORCH_THREADS; 0: every core). The bare model always uses every core."""
 
 
 @dataclass(frozen=True)
@@ -539,7 +542,9 @@ def measure_processes(infra: Infrastructure, names: RunNames, options: BenchOpti
 
 
 def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
-    """The worker's model on the same articles, batch by batch, with nothing else to do: articles/s."""
+    """The worker's model on the same articles, batch by batch, with nothing else to do, on every core: articles/s."""
+    workers_threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
     items = [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
              if isinstance(item, NewsItem)]
     scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
@@ -551,6 +556,7 @@ def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_s
         bar.update(len(batch))
     elapsed = time.perf_counter() - started
     bar.close()
+    torch.set_num_threads(workers_threads)
     return len(items) / elapsed
 
 
@@ -594,6 +600,7 @@ def worker_environment(infra: Infrastructure, names: RunNames, options: BenchOpt
                        group: str = "") -> dict[str, str]:
     return {
             "FINSENT_MODEL": options.model,
+            "FINSENT_TORCH_THREADS": str(options.threads),
             "FINSENT_KAFKA_BOOTSTRAP": infra.bootstrap,
             "FINSENT_DATABASE_URL": infra.database_url,
             "FINSENT_TOPIC_NEWS": names.topic,
@@ -829,11 +836,13 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser.add_argument("--loads", type=_fractions, default=(0.25, 0.5, 0.9), metavar="F,F,...",
                         help="fractions of the sustained rate to measure latency at (default 0.25,0.5,0.9; empty: skip)")
     parser.add_argument("--latency-seconds", type=float, default=15.0, help="seconds of paced producing per load (default 15)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="the worker's torch threads (default 0: every core; the bare model always uses every core)")
     parser.add_argument("--processes", type=_counts, default=(), metavar="N,N,...",
                         help="also drain the backlog with `finsent worker --processes N` for each N (e.g. 1,2)")
     args = parser.parse_args(argv)
     return BenchOptions(args.messages, args.partitions, args.batch_size, args.kafka.strip(), args.database_url.strip(),
-                        args.model, args.loads, args.latency_seconds, args.processes)
+                        args.model, args.loads, args.latency_seconds, args.processes, args.threads)
 
 
 def _counts(text: str) -> tuple[int, ...]:

@@ -75,6 +75,8 @@ class StagedSink(Protocol):
 
 _BYTES_PER_TOKEN = 4
 """A message's size in bytes over this estimates its tokens, for the batch token budget."""
+_LAG_EVERY_S = 1.0
+"""In the overlapped loop the lag (broker round trips) is asked for at most this often, not per batch."""
 _POLL_WHILE_BUSY_MS = 50
 """Longest poll while batches are in flight, so their commits wait no longer than this."""
 
@@ -180,6 +182,8 @@ class BatchConsumer:
         self._revocations = _RevocationTracker()
         self._subscribed = False
         self._generation = 0
+        self._last_lag: int | None = None
+        self._lag_at = float("-inf")
 
     def subscribe(self) -> None:
         if not self._subscribed:
@@ -194,12 +198,10 @@ class BatchConsumer:
         pipeline: OrderedStages[_Batch] = OrderedStages(
             [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
         )
-        # The model is the stage before the transaction (or the only one): a batch goes once it is free.
-        model_stage = -2 if len(self._stages) > 1 else -1
         try:
             while not self.stop.is_set():
                 self._commit_completed(pipeline)
-                records = self._fill_batch(ready=lambda: pipeline.idle_through(model_stage),
+                records = self._fill_batch(ready=pipeline.has_room,
                                            between_polls=lambda: self._commit_completed(pipeline),
                                            busy=lambda: pipeline.in_flight > 0)
                 if not records or self.stop.is_set():
@@ -240,10 +242,12 @@ class BatchConsumer:
     ) -> list[ConsumerRecord]:
         """Records for one batch: up to `batch_size` messages and `batch_tokens` estimated tokens.
 
-        With `ready` (the pipelined loop) the batch is adaptive: it goes as soon as it holds a
-        record and the model is free, and keeps growing while the model is busy, so batches are
-        small when the stream is quiet (low latency) and large under load (throughput), never
-        held past the max wait. Without it, a batch goes when a poll comes back empty."""
+        With `ready` (the pipelined loop: fewer batches in flight than stages) the batch is
+        adaptive: it goes as soon as it holds a record and a stage is free for it, and keeps
+        growing while every stage has a batch, so batches are small when the stream is quiet (low
+        latency) and grow under load until the slowest stage keeps up (each batch's fixed costs,
+        the transaction and the commit, spread over more messages), never held past the max wait.
+        Without it, a batch goes when a poll comes back empty."""
         pending: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0
         size = 0
@@ -310,12 +314,16 @@ class BatchConsumer:
         if self._sink_stats is not None:
             report.sink_stats = self._sink_stats()
 
-    def _commit_batch(self, batch: _Batch) -> None:
+    def _commit_batch(self, batch: _Batch, lag_every_s: float = 0.0) -> None:
+        """Commit the batch's offsets; the lag (broker round trips) at most every `lag_every_s`."""
         report = batch.report
         report.offsets = self._next_offsets(batch.records)
         report.committed = self._commit(report.offsets, batch.records)
         report.duration_s = time.monotonic() - batch.started
-        report.lag = self._lag()
+        now = time.monotonic()
+        if now - self._lag_at >= lag_every_s:
+            self._last_lag, self._lag_at = self._lag(), now
+        report.lag = self._last_lag
 
     def _commit_completed(self, pipeline: OrderedStages[_Batch], wait_s: float = 0.0) -> None:
         """Commit, in order, the batches that left the last stage; stop at one that was not delivered."""
@@ -326,7 +334,7 @@ class BatchConsumer:
                 if not self.stop.is_set():
                     self._recover_from(batch, pipeline)
                 return
-            self._commit_batch(batch)
+            self._commit_batch(batch, lag_every_s=_LAG_EVERY_S)
             if self._on_batch is not None:
                 self._on_batch(batch.report)
 

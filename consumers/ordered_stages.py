@@ -49,9 +49,6 @@ class OrderedStages(Generic[J]):
         self._inputs: list[queue.Queue[J | _Sentinel]] = [queue.Queue(maxsize=1) for _ in stages]
         self._done: queue.Queue[J] = queue.Queue()
         self._in_flight = 0
-        self._submitted = 0
-        self._passed = [0] * len(stages)
-        """Jobs each stage has finished (each written by its own thread only)."""
         self._threads = [
             threading.Thread(target=self._run_stage, args=(index, stage), name=f"{name}-{index}", daemon=True)
             for index, stage in enumerate(stages)
@@ -64,10 +61,10 @@ class OrderedStages(Generic[J]):
         """Jobs submitted and not yet returned by `completed()`."""
         return self._in_flight
 
-    def idle_through(self, stage: int) -> bool:
-        """True when every job submitted has finished `stage` (negative counts from the end):
-        with the costly stage idle, a job submitted now starts on it at once."""
-        return self._passed[stage] == self._submitted
+    def has_room(self) -> bool:
+        """True while fewer jobs are in flight than there are stages: a job submitted now would
+        soon have a stage of its own, rather than queue behind a slower one."""
+        return self._in_flight < len(self._threads)
 
     def submit(self, job: J, while_waiting: Callable[[], None] = lambda: None) -> bool:
         """Hand a job to the first stage, calling `while_waiting` while its slot is taken.
@@ -80,7 +77,6 @@ class OrderedStages(Generic[J]):
                 while_waiting()
                 continue
             self._in_flight += 1
-            self._submitted += 1
             return True
         return False
 
@@ -126,7 +122,6 @@ class OrderedStages(Generic[J]):
             except Exception as error:  # noqa: BLE001 - a stage bug must cost one batch's fast path, not the thread
                 log.error("stage_failed", extra={"kv": {"stage": index, "error": f"{type(error).__name__}: {error}"}})
                 job.crashed = True
-            self._passed[index] += 1
             if outbox is None:
                 self._done.put(job)
             elif not self._put_next(outbox, job):

@@ -93,16 +93,18 @@ def test_a_stage_that_raises_marks_the_job_and_the_next_jobs_go_on() -> None:
         (0, False, ["buggy", "last"]), (1, True, ["last"]), (2, False, ["buggy", "last"])]
 
 
-def test_idle_through_tells_whether_a_stage_has_caught_up() -> None:
+def test_there_is_room_while_fewer_jobs_are_in_flight_than_stages() -> None:
     stop, release = threading.Event(), threading.Event()
     stages: OrderedStages[Job] = OrderedStages([lambda job: release.wait(), lambda job: None], stop=stop)
     try:
-        assert stages.idle_through(0)
+        assert stages.has_room()
         stages.submit(Job(0))
-        assert not stages.idle_through(0)
+        assert stages.has_room()
+        stages.submit(Job(1))
+        assert not stages.has_room(), "two jobs, two stages: the next batch should wait and grow"
         release.set()
-        collect(stages, 1)
-        assert stages.idle_through(0) and stages.idle_through(-1)
+        collect(stages, 2)
+        assert stages.has_room() and stages.in_flight == 0
     finally:
         stop.set()
         stages.close()
