@@ -4,7 +4,7 @@ latency at three loads.
 
 What it measures
     N realistic headline messages (JSON, 4 partitions by default; a fifth carry a body of 2-4
-    sentences) are produced once to a fresh topic. Then three consumers, each in its own consumer
+    sentences) are produced once to a fresh topic. Then several consumers, each in its own consumer
     group, drain that same backlog:
 
     1. the baseline: a plain kafka-python loop (KafkaConsumer in a group, poll until all N are
@@ -12,7 +12,9 @@ What it measures
     2. the finsent worker without the model: everything the worker does (validation, entities,
        tokenizing, the transaction, the offset commit) except the model's forward pass, which
        returns neutral at no cost; the rate Kafka + PostgreSQL + the worker's own code sustain;
-    3. the finsent worker (`pipeline.worker.Worker` in a thread, with the --model: it validates
+    3. the finsent worker with its stages not overlapped (one batch at a time, start to finish: how
+       it ran before the stages were overlapped), then
+       the finsent worker (`pipeline.worker.Worker` in a thread, with the --model: it validates
        each message, finds entity mentions, scores the articles, writes articles, mentions,
        scores and buckets in one transaction per batch, then commits the offsets; its stages
        overlap), timed by polling `SELECT count(*) FROM articles`;
@@ -196,6 +198,10 @@ class RunNames:
     @property
     def no_model_group(self) -> str:
         return f"bench-nomodel-{self.run_id}"
+
+    @property
+    def serial_group(self) -> str:
+        return f"bench-serial-{self.run_id}"
 
     @property
     def id_prefix(self) -> str:
@@ -411,9 +417,10 @@ class NoModelScorer:
 
 
 @contextmanager
-def running_worker(settings: Settings, scorer: object) -> Iterator[tuple[Worker, threading.Thread, list[BaseException]]]:
+def running_worker(settings: Settings, scorer: object,
+                   overlap: bool = True) -> Iterator[tuple[Worker, threading.Thread, list[BaseException]]]:
     """The finsent worker in a thread, stopped on leaving."""
-    worker = Worker(settings, scorer=scorer)  # type: ignore[arg-type]
+    worker = Worker(settings, scorer=scorer, overlap=overlap)  # type: ignore[arg-type]
     worker.start()
     errors: list[BaseException] = []
     thread = threading.Thread(target=_run_capturing, args=(worker.run, errors), name="finsent-worker", daemon=True)
@@ -434,10 +441,11 @@ def wait_for_rows(engine: Engine, clock: ProgressClock, rows_before: int, thread
         clock.observe((count_articles(engine, prefix) if prefix else count_articles(engine)) - rows_before)
 
 
-def measure_worker(settings: Settings, engine: Engine, messages: int, scorer: object, label: str) -> Throughput:
+def measure_worker(settings: Settings, engine: Engine, messages: int, scorer: object, label: str,
+                   overlap: bool = True) -> Throughput:
     """A worker draining the backlog; progress is the growth of the articles table."""
     rows_before = count_articles(engine)
-    with running_worker(settings, scorer) as (_, thread, errors):
+    with running_worker(settings, scorer, overlap) as (_, thread, errors):
         clock = ProgressClock(messages, label)
         wait_for_rows(engine, clock, rows_before, thread, errors)
         return clock.result()
@@ -686,6 +694,8 @@ class Report:
     infra: Infrastructure
     baseline: Throughput
     no_model: Throughput
+    serial: Throughput
+    """The worker with its stages not overlapped: one batch at a time, start to finish."""
     pipeline: Throughput
     batches: BatchLog
     scorer_alone: float
@@ -749,6 +759,7 @@ def render(report: Report) -> str:
             _row("plain kafka-python consume loop", report.baseline),
             _row("finsent worker without the model", report.no_model),
             f"{'the model alone on the same articles':<35}{_rate(report.scorer_alone):>14}",
+            _row("finsent worker, stages not overlapped", report.serial),
             _row("finsent worker → PostgreSQL", report.pipeline),
             *(_row(f"finsent worker --processes {n} (CLI)", result) for n, result in report.processes.items()),
             f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
@@ -806,6 +817,9 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     no_model = measure_worker(worker_settings(infra, names, options, data_dir, names.no_model_group), infra.engine,
                               options.messages, NoModelScorer(scorer), "finsent worker without the model")
     delete_articles(infra.engine, names)
+    serial = measure_worker(worker_settings(infra, names, options, data_dir, names.serial_group), infra.engine,
+                            options.messages, scorer, "finsent worker, one batch at a time", overlap=False)
+    delete_articles(infra.engine, names)
     batches = BatchLog()
     worker_log = logging.getLogger("pipeline.worker")
     worker_log.addHandler(batches)
@@ -818,7 +832,7 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     scorer_alone = measure_scorer_alone(scorer, options.messages, names, options.batch_size)
     latencies = measure_latency(settings, infra, names, scorer, pipeline.steady_rate or 1.0, options) if options.loads else []
     model = f"{scorer.version} ({scorer.device}, {scorer.precision})"
-    return Report(options, infra, baseline, no_model, pipeline, batches, scorer_alone, latencies, processes, model,
+    return Report(options, infra, baseline, no_model, serial, pipeline, batches, scorer_alone, latencies, processes, model,
                   mentions, rss_after_produce, rss_after_baseline, rss_peak)
 
 

@@ -160,10 +160,12 @@ class BatchConsumer:
         stop: threading.Event | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         sink_stats: Callable[[], object] | None = None,
+        overlap: bool = True,
     ) -> None:
         """`batch_tokens` (0: no limit) caps a batch by its estimated tokens (bytes / 4) as well as
         by `batch_size` messages, so a batch of long articles costs about as much model time as one
-        of headlines; `max_wait_ms` is the longest a batch is held to fill up."""
+        of headlines; `max_wait_ms` is the longest a batch is held to fill up. `overlap=False` makes
+        `run()` do one batch at a time, start to finish (the baseline bench/ingest.py measures)."""
         self._consumer = consumer
         self._topic = topic
         self._sink = sink
@@ -179,6 +181,7 @@ class BatchConsumer:
         self.stop = stop or threading.Event()
         self._on_batch = on_batch
         self._sink_stats = sink_stats
+        self._overlap = overlap
         self._revocations = _RevocationTracker()
         self._subscribed = False
         self._generation = 0
@@ -194,7 +197,14 @@ class BatchConsumer:
         """Process batches until `stop` is set, stages overlapped. Unfinished batches are dropped uncommitted."""
         self.subscribe()
         log.info("consumer_started", extra={"kv": {"topic": self._topic, "batch_size": self._batch_size,
-                                                   "stages": len(self._stages)}})
+                                                   "stages": len(self._stages), "overlap": self._overlap}})
+        if not self._overlap:
+            while not self.stop.is_set():
+                report = self.run_once()
+                if report is not None and self._on_batch is not None:
+                    self._on_batch(report)
+            log.info("consumer_stopped", extra={"kv": {"topic": self._topic}})
+            return
         pipeline: OrderedStages[_Batch] = OrderedStages(
             [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
         )

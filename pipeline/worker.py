@@ -176,10 +176,12 @@ class Worker:
     """One scoring worker process; run several with the same consumer group to scale out."""
 
     def __init__(self, settings: Settings, *, stop: threading.Event | None = None, retry: RetryPolicy = RetryPolicy(),
-                 metrics: Metrics | None = None, scorer: Scorer | None = None) -> None:
-        """`scorer` replaces the one the settings describe (bench/ingest.py measures the worker around other ones)."""
+                 metrics: Metrics | None = None, scorer: Scorer | None = None, overlap: bool = True) -> None:
+        """`scorer` replaces the one the settings describe, and `overlap=False` runs one batch at a time
+        (bench/ingest.py measures the worker around other models, and against its unoverlapped self)."""
         self.settings = settings
         self._scorer = scorer
+        self._overlap = overlap
         self.stop = stop or threading.Event()
         self._retry = retry
         self._metrics: WorkerMetrics | None = metrics.worker if metrics is not None else None
@@ -221,6 +223,7 @@ class Worker:
             stop=self.stop,
             on_batch=self._log_batch,
             sink_stats=self.sink.take_stats,
+            overlap=self._overlap,
         )
         self._consumer.subscribe()
 
