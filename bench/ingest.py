@@ -303,13 +303,17 @@ class BatchLog(logging.Handler):
 
 
 def headline_messages(count: int, names: RunNames, entities: list[KnownEntity], seed: int = 7,
-                      tag: str = "") -> Iterator[bytes]:
+                      tag: str = "", live: bool = False) -> Iterator[bytes]:
     """Wire-style articles: a third name tickers, a third a company by name, a third a $cashtag;
-    some are market-wide, a fifth carry a body. Ids are the run's prefix, `tag`, then 0, 1, ..."""
+    some are market-wide, a fifth carry a body. Ids are the run's prefix, `tag`, then 0, 1, ...
+
+    A backlog is dated from six hours ago, 0-2 s apart; `live` news is all dated now, as news
+    arriving as it happens is (not late against what is stored, so no bucket is recomputed)."""
     generator = random.Random(f"{seed}{tag}")
-    published = datetime.now(timezone.utc) - timedelta(hours=6)
+    published = datetime.now(timezone.utc) - (timedelta(0) if live else timedelta(hours=6))
     for index in range(count):
-        published += timedelta(seconds=generator.randint(0, 2))
+        if not live:
+            published += timedelta(seconds=generator.randint(0, 2))
         yield json.dumps(_article(index, generator, published, names, generator.choice(entities), tag)).encode()
 
 
@@ -471,7 +475,7 @@ def measure_latency(settings: Settings, infra: Infrastructure, names: RunNames, 
             rate = max(1.0, load * sustained)
             count = max(20, round(rate * options.latency_seconds))
             tag = f"load{phase}-"
-            values = list(headline_messages(count, names, entities, tag=tag))
+            values = list(headline_messages(count, names, entities, tag=tag, live=True))
             ids = [f"{names.id_prefix}{tag}{index}" for index in range(count)]
             sent = produce_paced(infra.bootstrap, names.topic, values, ids, rate, options.partitions,
                                  f"{100 * load:.0f}% load, {rate:,.0f} msg/s")
