@@ -208,10 +208,12 @@ class BatchConsumer:
         pipeline: OrderedStages[_Batch] = OrderedStages(
             [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
         )
+        model_stage = -2 if len(self._stages) > 1 else -1
+        """The model is the stage before the transaction (or the only one)."""
         try:
             while not self.stop.is_set():
                 self._commit_completed(pipeline)
-                records = self._fill_batch(ready=pipeline.has_room,
+                records = self._fill_batch(ready=lambda: pipeline.has_room() and pipeline.caught_up(model_stage),
                                            between_polls=lambda: self._commit_completed(pipeline),
                                            busy=lambda: pipeline.in_flight > 0)
                 if not records or self.stop.is_set():
@@ -252,11 +254,13 @@ class BatchConsumer:
     ) -> list[ConsumerRecord]:
         """Records for one batch: up to `batch_size` messages and `batch_tokens` estimated tokens.
 
-        With `ready` (the pipelined loop: fewer batches in flight than stages) the batch is
-        adaptive: it goes as soon as it holds a record and a stage is free for it, and keeps
-        growing while every stage has a batch, so batches are small when the stream is quiet (low
-        latency) and grow under load until the slowest stage keeps up (each batch's fixed costs,
-        the transaction and the commit, spread over more messages), never held past the max wait.
+        With `ready` (the pipelined loop: the model has finished every batch sent so far, and
+        fewer batches are in flight than there are stages) the batch is adaptive: it goes as soon
+        as it holds a record and the model is free for it, and keeps growing while the model (or
+        every stage) is busy, so batches are small when the stream is quiet (low latency) and grow
+        under load until the model keeps up (its fixed costs per batch, and the transaction's,
+        spread over more messages), never held past the max wait. A batch that waits in the main
+        thread can still grow; one queued between stages cannot.
         Without it, a batch goes when a poll comes back empty."""
         pending: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0

@@ -49,6 +49,9 @@ class OrderedStages(Generic[J]):
         self._inputs: list[queue.Queue[J | _Sentinel]] = [queue.Queue(maxsize=1) for _ in stages]
         self._done: queue.Queue[J] = queue.Queue()
         self._in_flight = 0
+        self._submitted = 0
+        self._passed = [0] * len(stages)
+        """Jobs each stage has finished (each count written by its own stage thread only)."""
         self._threads = [
             threading.Thread(target=self._run_stage, args=(index, stage), name=f"{name}-{index}", daemon=True)
             for index, stage in enumerate(stages)
@@ -60,6 +63,11 @@ class OrderedStages(Generic[J]):
     def in_flight(self) -> int:
         """Jobs submitted and not yet returned by `completed()`."""
         return self._in_flight
+
+    def caught_up(self, stage: int) -> bool:
+        """True when every job submitted has finished `stage` (negative counts from the end): a job
+        submitted now would start on it at once."""
+        return self._passed[stage] == self._submitted
 
     def has_room(self) -> bool:
         """True while fewer jobs are in flight than there are stages: a job submitted now would
@@ -77,6 +85,7 @@ class OrderedStages(Generic[J]):
                 while_waiting()
                 continue
             self._in_flight += 1
+            self._submitted += 1
             return True
         return False
 
@@ -122,6 +131,7 @@ class OrderedStages(Generic[J]):
             except Exception as error:  # noqa: BLE001 - a stage bug must cost one batch's fast path, not the thread
                 log.error("stage_failed", extra={"kv": {"stage": index, "error": f"{type(error).__name__}: {error}"}})
                 job.crashed = True
+            self._passed[index] += 1
             if outbox is None:
                 self._done.put(job)
             elif not self._put_next(outbox, job):

@@ -121,3 +121,18 @@ def test_submit_gives_up_once_stop_is_set() -> None:
     finally:
         release.set()
         stages.close()
+
+
+def test_caught_up_tells_whether_a_stage_has_finished_every_job() -> None:
+    stop, release = threading.Event(), threading.Event()
+    stages: OrderedStages[Job] = OrderedStages([lambda job: release.wait(), lambda job: None], stop=stop)
+    try:
+        assert stages.caught_up(0)
+        stages.submit(Job(0))
+        assert not stages.caught_up(0), "the model stage holds a batch: the next one should keep growing"
+        release.set()
+        collect(stages, 1)
+        assert stages.caught_up(0) and stages.caught_up(-1)
+    finally:
+        stop.set()
+        stages.close()
