@@ -259,8 +259,9 @@ class BatchConsumer:
         as it holds a record and the model is free for it, and keeps growing while the model (or
         every stage) is busy, so batches are small when the stream is quiet (low latency) and grow
         under load until the model keeps up (its fixed costs per batch, and the transaction's,
-        spread over more messages), never held past the max wait. A batch that waits in the main
-        thread can still grow; one queued between stages cannot.
+        spread over more messages). Past the max wait it goes as soon as the model is free, and
+        grows until then: a batch that waits in the consumer's thread can still grow, one queued
+        between stages cannot.
         Without it, a batch goes when a poll comes back empty."""
         pending: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0
@@ -269,9 +270,9 @@ class BatchConsumer:
         deadline = time.monotonic() + self._max_wait_s
         while count < self._batch_size and not self.stop.is_set() and not (self._batch_bytes and size >= self._batch_bytes):
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            timeout_ms = min(remaining_ms, _POLL_WHILE_BUSY_MS) if busy() or (ready and count) else remaining_ms
+            if remaining_ms <= 0 and (ready is None or not count or ready()):
+                break  # past the max wait a batch keeps growing only while the model is busy: it would wait anyway
+            timeout_ms = min(max(remaining_ms, 1), _POLL_WHILE_BUSY_MS) if busy() or (ready and count) else remaining_ms
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self._batch_size - count)
             if self._revocations.revoked:
                 for partition in self._revocations.revoked:
