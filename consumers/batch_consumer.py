@@ -272,7 +272,12 @@ class BatchConsumer:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0 and (ready is None or not count or ready()):
                 break  # past the max wait a batch keeps growing only while the model is busy: it would wait anyway
-            timeout_ms = min(max(remaining_ms, 1), _POLL_WHILE_BUSY_MS) if busy() or (ready and count) else remaining_ms
+            if remaining_ms <= 0:  # past the max wait, waiting for the model: no busy loop
+                timeout_ms = _POLL_WHILE_BUSY_MS
+            elif busy() or (ready and count):
+                timeout_ms = min(remaining_ms, _POLL_WHILE_BUSY_MS)
+            else:
+                timeout_ms = remaining_ms
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self._batch_size - count)
             if self._revocations.revoked:
                 for partition in self._revocations.revoked:
