@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+EXIT_USER_ERROR = 2
+"""The exit status of a command that stopped on a UserError (a supervisor reads it as "do not retry")."""
+
 
 class UserError(Exception):
     """A mistake in configuration, input files or arguments; the message names the value and the fix."""

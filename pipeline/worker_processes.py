@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 from consumers.batch_consumer import RetryPolicy
 from pipeline.config import Settings
+from pipeline.errors import EXIT_USER_ERROR
 
 log = logging.getLogger(__name__)
 
-EXIT_USER_ERROR = 2
 STOP_GRACE_S = 60.0
 """How long children get to finish their batch after SIGTERM before they are killed."""
 HEALTHY_AFTER_S = 60.0

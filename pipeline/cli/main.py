@@ -21,12 +21,11 @@ from pipeline.cli.plot import add_plot_command
 from pipeline.cli.queries import add_query_commands
 from pipeline.cli.runs import add_run_commands
 from pipeline.config import Settings
-from pipeline.errors import UserError
+from pipeline.errors import EXIT_USER_ERROR, UserError
 from pipeline.interruption import interrupted_exit, terminate_as_interrupt
 from pipeline.logfmt import configure_logging
 from storage.migrate import SchemaOutdated
 
-EXIT_USER_ERROR = 2
 _USER_ERRORS = (UserError, BrokerUnavailable, ReplayFileError, SchemaOutdated, EmbeddedBrokerError)
 
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
