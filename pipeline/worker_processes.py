@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consumers.batch_consumer import RetryPolicy
@@ -65,8 +65,6 @@ class WorkerGroup:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "pipeline.cli", "worker"])
     retry: RetryPolicy = RetryPolicy(initial_delay_s=1.0, max_delay_s=30.0)
     stop: threading.Event = field(default_factory=threading.Event)
-    spawn: Callable[[list[str], dict[str, str]], subprocess.Popen[bytes]] = field(
-        default=lambda command, environment: subprocess.Popen(command, env=environment))
 
     def run(self) -> int:
         children = [self._start(index) for index in range(self.processes)]
@@ -90,14 +88,15 @@ class WorkerGroup:
 
     def _start(self, index: int, crashes: int = 0) -> _Child:
         environment = child_environment(os.environ, self.settings, index, self.processes)
-        return _Child(index, self.spawn(self.command, environment), time.monotonic(), crashes)
+        return _Child(index, subprocess.Popen(self.command, env=environment), time.monotonic(), crashes)
 
     def _restart(self, child: _Child, code: int) -> _Child:
         crashes = 1 if time.monotonic() - child.started > HEALTHY_AFTER_S else child.crashes + 1
         delay = self.retry.delay(crashes)
         log.warning("worker_child_exited", extra={"kv": {"index": child.index, "pid": child.process.pid, "exit": code,
                                                          "restart_in_s": round(delay, 1)}})
-        self.stop.wait(delay)
+        if self.stop.wait(delay):
+            return child  # stopped during the backoff: nothing to start only to stop it
         return self._start(child.index, crashes)
 
     def _stop_all(self, children: list[_Child]) -> None:
