@@ -148,7 +148,7 @@ class BatchConsumer:
         self,
         consumer: KafkaConsumer,
         topic: str,
-        sink: Sink,
+        sink: Sink | StagedSink,
         dead_letters: DeadLetterPublisher,
         *,
         batch_size: int = 256,
@@ -209,8 +209,7 @@ class BatchConsumer:
         pipeline: OrderedStages[_Batch] = OrderedStages(
             [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
         )
-        model_stage = -2 if len(self._stages) > 1 else -1
-        """The model is the stage before the transaction (or the only one)."""
+        model_stage = -2 if len(self._stages) > 1 else -1  # the stage before the transaction, or the only one
         try:
             while not self.stop.is_set():
                 self._commit_completed(pipeline)
@@ -315,8 +314,7 @@ class BatchConsumer:
                 batch.value = stage(batch.value)
             except Exception as error:  # noqa: BLE001 - retried or narrowed down by the last stage
                 batch.prepared = False
-                log.info("batch_stage_failed", extra={"kv": {"records": len(batch.records), "error": _one_line(error),
-                                                             "action": "the batch goes through the sink again"}})
+                _log_stage_failure(len(batch.records), error)
 
         return run
 
@@ -411,8 +409,7 @@ class BatchConsumer:
                     except SinkUnavailable:
                         raise
                     except Exception as error:  # noqa: BLE001 - narrowed down by the whole-sink path below
-                        log.info("batch_stage_failed", extra={"kv": {"records": len(records), "error": _one_line(error),
-                                                                     "action": "the batch goes through the sink again"}})
+                        _log_stage_failure(len(records), error)
                         prepared = None
                 if sink_letters is None:
                     sink_letters = self._deliver(items)
@@ -503,6 +500,11 @@ class BatchConsumer:
                 total += max(0, max(ends) - position)
                 known = True
         return total if known else None
+
+
+def _log_stage_failure(records: int, error: BaseException) -> None:
+    log.info("batch_stage_failed", extra={"kv": {"records": records, "error": _one_line(error),
+                                                 "action": "the batch goes through the sink again"}})
 
 
 def _size(record: ConsumerRecord) -> int:
