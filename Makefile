@@ -22,6 +22,7 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/finsent model install
+	$(PY) -m tests.support.system_packages
 	$(PY) -m pytest
 
 demo: setup
