@@ -54,6 +54,7 @@ from storage.locks import lock_entities
 from storage.series_store import (
     STORY_MEMORY,
     BucketRow,
+    MentionColumns,
     decay_states_before,
     scored_mentions_in,
     upsert_buckets,
@@ -137,14 +138,30 @@ def compute_buckets(
     `mentions` must hold every article of the entity from the first bucket onwards, and `previous`
     the state of the last bucket before them (None: no earlier history).
     """
-    if not mentions:
+    columns = MentionColumns(
+        np.array([epoch_micros(m.published_at) for m in mentions], dtype=np.int64),
+        np.array([(m.p_negative, m.p_neutral, m.p_positive) for m in mentions], dtype=np.float64).reshape(-1, 3),
+        np.array([m.risk_score for m in mentions], dtype=np.float64),
+        np.array([m.story_weight for m in mentions], dtype=np.float64),
+    )
+    return bucket_rows(columns, width, half_life_seconds, previous, entity=entity, model_version=model_version)
+
+
+def bucket_rows(
+    columns: MentionColumns,
+    width: int,
+    half_life_seconds: float,
+    previous: DecayState | None,
+    *,
+    entity: str,
+    model_version: str,
+) -> list[BucketRow]:
+    """compute_buckets over mentions held as columns (what the database read returns), in any order."""
+    if not len(columns):
         return []
-    micros = np.array([epoch_micros(m.published_at) for m in mentions], dtype=np.int64)
-    probabilities = np.array([(m.p_negative, m.p_neutral, m.p_positive) for m in mentions], dtype=np.float64)
-    risk = np.array([m.risk_score for m in mentions], dtype=np.float64)
-    story_weights = np.array([m.story_weight for m in mentions], dtype=np.float64)
-    order = np.argsort(micros, kind="stable")
-    micros, probabilities, risk, story_weights = micros[order], probabilities[order], risk[order], story_weights[order]
+    order = np.argsort(columns.micros, kind="stable")
+    micros, probabilities = columns.micros[order], columns.probabilities[order]
+    risk, story_weights = columns.risk[order], columns.story_weight[order]
 
     width_micros = width * _MICROS
     bucket_ids = micros // width_micros
@@ -236,6 +253,22 @@ def _capped_sum(moment: datetime, delta: timedelta) -> datetime:
         return _LATEST_REACHABLE
 
 
+def merged_ranges(spans: Sequence[tuple[str, int, datetime, datetime]]) -> list[tuple[str, datetime, datetime]]:
+    """Per entity, the union of its spans over every width as disjoint (entity, since, until) ranges.
+
+    The widths' spans of one entity overlap almost entirely (the 5-minute span of a live article lies
+    inside its hour's span), so reading each range once and slicing it per span reads each article
+    once instead of once per width. Bounds stay bucket-aligned, so every instant lies whole in one range.
+    """
+    merged: list[tuple[str, datetime, datetime]] = []
+    for entity, _, start, end in sorted(spans, key=lambda span: (span[0], span[2], span[3])):
+        if merged and merged[-1][0] == entity and start <= merged[-1][2]:
+            merged[-1] = (entity, merged[-1][1], max(merged[-1][2], end))
+        else:
+            merged.append((entity, start, end))
+    return merged
+
+
 def update_series(
     connection: Connection, touched: Mapping[str, Iterable[datetime]], model_version: str, config: SeriesConfig
 ) -> int:
@@ -263,13 +296,17 @@ def update_series(
         for width in config.widths
         for start, end in recompute_spans(moments, width, config.half_life_seconds)
     ]
-    found = scored_mentions_in(connection, [(entity, start, end) for entity, _, start, end in spans], model_version)
+    ranges = merged_ranges(spans)
+    read: dict[str, list[tuple[datetime, datetime, MentionColumns]]] = {}
+    for (entity, since, until), columns in zip(ranges, scored_mentions_in(connection, ranges, model_version), strict=True):
+        read.setdefault(entity, []).append((since, until, columns))
     states = decay_states_before(connection, [(entity, width, start) for entity, width, start, _ in spans], model_version)
     rows: list[BucketRow] = []
-    for (entity, width, start, _end), mentions in zip(spans, found, strict=True):
+    for entity, width, start, end in spans:
+        covering = next(columns for since, until, columns in read[entity] if since <= start and end <= until)
         state = states.get((entity, width, start))
-        rows += compute_buckets(
-            [ScoredMention(*row) for row in mentions],
+        rows += bucket_rows(
+            covering.between(epoch_micros(start), epoch_micros(end)),
             width,
             config.half_life_seconds,
             DecayState(*state) if state else None,

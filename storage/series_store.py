@@ -19,7 +19,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Connection,
     DateTime,
     Integer,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import TypeEngine
@@ -65,14 +68,40 @@ class BucketRow:
     risk_count: float = 0.0
 
 
-ScoredRow = tuple[datetime, float, float, float, float, float]
-"""(published_at, p_negative, p_neutral, p_positive, risk_score, story_weight) of one article about
-an entity. story_weight: 0 for a copy of a story the entity had in the day before it, else 1 over
-the number of the entity's articles from the same source at the same instant (a feed dump counts
-as one story)."""
+@dataclass(frozen=True)
+class MentionColumns:
+    """The scored articles about an entity in one range, as columns ordered by (published_at, article_id).
+
+    micros: published_at in whole microseconds since the Unix epoch; probabilities: (n, 3) negative,
+    neutral, positive; risk: risk-event score; story_weight: 0 for a copy of a story the entity had in
+    the day before it, else 1 over the number of the entity's articles from the same source at the
+    same instant (a feed dump counts as one story). Columns, not row objects: a live bucket re-reads
+    its articles on every batch, and building one Python object per row was most of that cost.
+    """
+
+    micros: np.ndarray
+    probabilities: np.ndarray
+    risk: np.ndarray
+    story_weight: np.ndarray
+
+    @staticmethod
+    def empty() -> MentionColumns:
+        return MentionColumns(np.empty(0, np.int64), np.empty((0, 3)), np.empty(0), np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.micros)
+
+    def between(self, since_micros: int, until_micros: int) -> MentionColumns:
+        """The rows published in [since, until): a slice, since the rows are in time order."""
+        first, last = np.searchsorted(self.micros, [since_micros, until_micros], side="left")
+        return MentionColumns(self.micros[first:last], self.probabilities[first:last], self.risk[first:last],
+                              self.story_weight[first:last])
+
 
 STORY_MEMORY = timedelta(days=1)
 """How long an earlier copy of a story makes a later one a copy (syndication happens within hours)."""
+
+_MICROS = 1_000_000
 
 DecayRow = tuple[datetime, float, float]
 """(bucket_end, decay_sum, decay_weight) of a stored bucket."""
@@ -83,13 +112,14 @@ _KEY = ["entity", "width_seconds", "bucket_start"]
 
 def scored_mentions_in(
     connection: Connection, ranges: Sequence[tuple[str, datetime, datetime]], model_version: str
-) -> list[list[ScoredRow]]:
+) -> list[MentionColumns]:
     """For each (entity, since, until) range: the entity's articles published in [since, until)
     that have a `model_version` score, in the order of `ranges`.
 
     One query for the whole batch (a round trip per entity cost more than the arithmetic, see
-    bench/series.py). Each list is ordered by (published_at, article_id), so the same data
-    always gives the same float sums.
+    bench/series.py). Each range's rows are ordered by (published_at, article_id), so the same
+    data always gives the same float sums. A range must hold whole instants (bucket-aligned
+    bounds do): an article's dump size counts the same-source articles at its instant in its range.
     """
     wanted = _unnest(
         position=(list(range(len(ranges))), Integer()),
@@ -110,8 +140,10 @@ def scored_mentions_in(
     )
     dump_size = func.count().over(partition_by=(wanted.c.position, Article.source, ArticleEntity.published_at))
     story_weight = case((copy_of_earlier, 0.0), else_=1.0 / dump_size)
+    # extract(epoch) is an exact numeric on PostgreSQL 14+: whole microseconds, no float rounding.
+    epoch_micros = sql_cast(func.extract("epoch", ArticleEntity.published_at) * _MICROS, BigInteger)
     statement = (
-        select(wanted.c.position, ArticleEntity.published_at, ArticleScore.p_negative, ArticleScore.p_neutral,
+        select(wanted.c.position, epoch_micros, ArticleScore.p_negative, ArticleScore.p_neutral,
                ArticleScore.p_positive, ArticleScore.risk_score, story_weight)
         .select_from(wanted)
         .join(ArticleEntity, and_(ArticleEntity.entity == wanted.c.entity, ArticleEntity.published_at >= wanted.c.since,
@@ -121,10 +153,22 @@ def scored_mentions_in(
         .join(Article, Article.id == ArticleEntity.article_id)
         .order_by(wanted.c.position, ArticleEntity.published_at, ArticleEntity.article_id)
     )
-    found: list[list[ScoredRow]] = [[] for _ in ranges]
-    for position, *row in connection.execute(statement):
-        found[position].append(tuple(row))
-    return found
+    rows = connection.execute(statement).all()
+    if not rows:
+        return [MentionColumns.empty() for _ in ranges]
+    positions, micros, negative, neutral, positive, risk, weight = zip(*rows, strict=True)
+    columns = MentionColumns(
+        np.fromiter(micros, np.int64, len(rows)),
+        np.column_stack([np.fromiter(values, np.float64, len(rows)) for values in (negative, neutral, positive)]),
+        np.fromiter(risk, np.float64, len(rows)),
+        np.fromiter(weight, np.float64, len(rows)),
+    )
+    bounds = np.searchsorted(np.fromiter(positions, np.int64, len(rows)), np.arange(len(ranges) + 1), side="left")
+    return [
+        MentionColumns(columns.micros[first:last], columns.probabilities[first:last], columns.risk[first:last],
+                       columns.story_weight[first:last])
+        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]
 
 
 def decay_states_before(
