@@ -303,22 +303,29 @@ class BatchLog(logging.Handler):
 
 
 def headline_messages(count: int, names: RunNames, entities: list[KnownEntity], seed: int = 7,
-                      tag: str = "", live: bool = False) -> Iterator[bytes]:
+                      tag: str = "", live_rate: float | None = None) -> Iterator[bytes]:
     """Wire-style articles: a third name tickers, a third a company by name, a third a $cashtag;
     some are market-wide, a fifth carry a body. Ids are the run's prefix, `tag`, then 0, 1, ...
 
-    A backlog is dated from six hours ago, 0-2 s apart; `live` news is all dated now, as news
-    arriving as it happens is (not late against what is stored, so no bucket is recomputed)."""
+    A backlog is dated from six hours ago, 0-2 s apart. News sent live at `live_rate` messages/s is
+    dated when it is due to be sent (now + index / rate, to the millisecond), as news arriving as it
+    happens is: never late against what is stored, and no two articles at one instant (which would
+    make one feed dump of them all)."""
     generator = random.Random(f"{seed}{tag}")
-    published = datetime.now(timezone.utc) - (timedelta(0) if live else timedelta(hours=6))
+    now = datetime.now(timezone.utc)
+    published = now - timedelta(hours=6)
     for index in range(count):
-        if not live:
+        if live_rate is None:
             published += timedelta(seconds=generator.randint(0, 2))
-        yield json.dumps(_article(index, generator, published, names, generator.choice(entities), tag)).encode()
+        else:
+            published = now + timedelta(seconds=index / live_rate)
+        article = _article(index, generator, published, names, generator.choice(entities), tag,
+                           timespec="seconds" if live_rate is None else "milliseconds")
+        yield json.dumps(article).encode()
 
 
 def _article(index: int, generator: random.Random, published: datetime, names: RunNames, entity: KnownEntity,
-             tag: str = "") -> dict[str, object]:
+             tag: str = "", timespec: str = "seconds") -> dict[str, object]:
     source = generator.choice(SOURCES)
     words = {
         "name": entity.name,
@@ -340,7 +347,7 @@ def _article(index: int, generator: random.Random, published: datetime, names: R
         headline = generator.choice(HEADLINE_TEMPLATES).format(**words)
     article: dict[str, object] = {
         "id": f"{names.id_prefix}{tag}{index}",
-        "published_at": published.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "published_at": published.isoformat(timespec=timespec).replace("+00:00", "Z"),
         "headline": headline,
         "source": source,
         "url": f"https://news.example.com/{source.lower().replace(' ', '-')}/{index}",
@@ -475,7 +482,7 @@ def measure_latency(settings: Settings, infra: Infrastructure, names: RunNames, 
             rate = max(1.0, load * sustained)
             count = max(20, round(rate * options.latency_seconds))
             tag = f"load{phase}-"
-            values = list(headline_messages(count, names, entities, tag=tag, live=True))
+            values = list(headline_messages(count, names, entities, tag=tag, live_rate=rate))
             ids = [f"{names.id_prefix}{tag}{index}" for index in range(count)]
             sent = produce_paced(infra.bootstrap, names.topic, values, ids, rate, options.partitions,
                                  f"{100 * load:.0f}% load, {rate:,.0f} msg/s")
