@@ -37,6 +37,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 FINSENT_SERVICES = ("migrate", "worker", "scheduler")
 LONG_RUNNING = ("worker", "scheduler")
+MONITORING_SERVICES = ("prometheus", "grafana")  # profile "monitoring" (tests/unit/test_grafana_dashboard.py)
 TORCH_BUILDS = ("cpu", "cuda")  # --build-arg TORCH=...
 IMAGE_STAGE = "runtime"  # the last stage: what `docker build .` builds
 # Image variables that describe the image's own filesystem, not finsent's configuration.
@@ -199,7 +200,7 @@ def healthcheck_command(name: str) -> list[str]:
 
 
 def test_compose_has_kafka_kraft_postgres_and_the_finsent_services() -> None:
-    assert set(compose()["services"]) == {"kafka", "postgres", *FINSENT_SERVICES}
+    assert set(compose()["services"]) == {"kafka", "postgres", *FINSENT_SERVICES, *MONITORING_SERVICES}
     kafka = service("kafka")
     assert kafka["image"].startswith("apache/kafka:")
     kafka_environment = {key: str(value) for key, value in kafka["environment"].items()}
