@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -32,6 +33,9 @@ from consumers.schema import TimeWindow
 from pipeline.errors import UserError
 from pipeline.tabular import width_label
 from storage.queries import EPOCH, alerts_frame, entity_activity, filled_series, first_bucket
+
+if TYPE_CHECKING:  # matplotlib (the plot extra) loads only when a picture is drawn
+    from pipeline.plotting import EntityPanel
 
 DEFAULT_TOP = 6
 MAX_PLOT_BUCKETS = 20_000
@@ -116,9 +120,21 @@ def check_writable(out: Path, flag: str = "--out") -> None:
         raise UserError(f"cannot write {out}: permission denied; choose another {flag}")
 
 
-def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
-    """Read the series and alerts for `request` and write the PNG; UserError when there is nothing to draw."""
-    from pipeline.plotting import EntityPanel, render_png  # matplotlib loads only when a plot is drawn
+@dataclass(frozen=True)
+class PlotFrames:
+    """What the picture is drawn from (pipeline.plotting.build_figure's arguments), read from the database."""
+
+    panels: Sequence[EntityPanel]
+    alerts: pd.DataFrame
+    start: datetime
+    end: datetime
+    resolution: Resolution
+    left_out: LeftOut | None
+
+
+def read_plot(engine: Engine, request: PlotRequest) -> PlotFrames:
+    """Read the series and alerts for `request`; UserError when there is nothing to draw."""
+    from pipeline.plotting import EntityPanel  # matplotlib loads only when a plot is drawn
 
     start, end, left_out, resolution = _resolved(engine, request)
     stored = resolution.stored_width_seconds
@@ -126,17 +142,25 @@ def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
     if activity.empty:
         raise UserError(f"no {width_label(stored)} buckets between {_minute(start)} and "
                         f"{_minute(end)}{_stored_span(engine, stored, *_news_span(request.news_times))}")
-    alerts = alerts_frame(engine, since=start)
+    alerts = alerts_frame(engine, since=start, last_bucket=True)
     alerts = alerts[alerts["bucket_start"] < pd.Timestamp(end)]
     entities = _chosen_entities(request, activity, alerts)
     panels = [EntityPanel(entity, filled_series(engine, entity, resolution.width_seconds, start, end,
                                                   stored_width_seconds=stored)) for entity in entities]
-    alerts = alerts[alerts["entity"].isin(entities)]
+    return PlotFrames(panels, alerts[alerts["entity"].isin(entities)], start, end, resolution, left_out)
+
+
+def write_plot(engine: Engine, request: PlotRequest, out: Path) -> PlotSummary:
+    """Read the frames for `request` (read_plot) and write the PNG; UserError when there is nothing to draw."""
+    from pipeline.plotting import render_png  # matplotlib loads only when a plot is drawn
+
+    frames = read_plot(engine, request)
     try:
-        render_png(panels, alerts, resolution.width_seconds, start, end, out)
+        render_png(frames.panels, frames.alerts, frames.resolution.width_seconds, frames.start, frames.end, out)
     except OSError as error:
         raise UserError(f"cannot write {out}: {error.strerror or error}; choose another file") from None
-    return PlotSummary(out, tuple(entities), len(alerts), start, end, resolution, left_out)
+    return PlotSummary(out, tuple(panel.entity for panel in frames.panels), len(frames.alerts), frames.start,
+                       frames.end, frames.resolution, frames.left_out)
 
 
 def _resolved(engine: Engine, request: PlotRequest) -> tuple[datetime, datetime, LeftOut | None, Resolution]:

@@ -399,10 +399,13 @@ ALERT_COLUMNS = [
 
 
 def alerts_frame(
-    engine: Engine, entity: str | None = None, since: datetime | None = None, state: str | None = None
+    engine: Engine, entity: str | None = None, since: datetime | None = None, state: str | None = None,
+    *, last_bucket: bool = False,
 ) -> pd.DataFrame:
-    """Alerts, newest bucket first; `since` filters on the bucket that fired them (event time)."""
-    statement = select(*(Alert.__table__.c[name] for name in ALERT_COLUMNS)).order_by(Alert.bucket_start.desc(), Alert.id.desc())
+    """Alerts, newest bucket first; `since` filters on the bucket that fired them (event time).
+    `last_bucket` adds last_bucket_start, the latest bucket judged: where a picture's alert span ends."""
+    names = [*ALERT_COLUMNS, "last_bucket_start"] if last_bucket else ALERT_COLUMNS
+    statement = select(*(Alert.__table__.c[name] for name in names)).order_by(Alert.bucket_start.desc(), Alert.id.desc())
     if entity is not None:
         statement = statement.where(Alert.entity == entity)
     if since is not None:
@@ -410,7 +413,7 @@ def alerts_frame(
     if state is not None:
         statement = statement.where(Alert.state == state)
     with engine.connect() as connection:
-        frame = pd.DataFrame(connection.execute(statement).all(), columns=ALERT_COLUMNS)
-    for column in ("bucket_start", "fired_at", "resolved_at", "acked_at"):
+        frame = pd.DataFrame(connection.execute(statement).all(), columns=names)
+    for column in ("bucket_start", "fired_at", "resolved_at", "acked_at", *names[len(ALERT_COLUMNS):]):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

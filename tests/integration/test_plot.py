@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,8 +14,8 @@ from matplotlib.image import imread
 from sqlalchemy import Engine, insert, text
 
 from pipeline.cli import main
-from pipeline.picture import TARGET_PLOT_BUCKETS
-from pipeline.plotting import SEVERITY_COLOURS, figure_pixels
+from pipeline.picture import TARGET_PLOT_BUCKETS, PlotRequest, read_plot
+from pipeline.plotting import INDEX_LABEL, SEVERITY_COLOURS, SHARE_LABEL, TIME_LABEL, build_figure, figure_pixels
 from storage.models import Alert, Bucket
 from storage.queries import filled_series, stored_buckets
 from storage.writes import ArticleRecord, EntityMention, write_articles
@@ -64,6 +65,43 @@ def test_plot_picks_alerted_entities_first_then_the_most_active_never_market(
     width, height = figure_pixels(3)
     assert image.shape == (height, width, 4)
     assert pixels_of(image, SEVERITY_COLOURS["critical"]) > 50, "the KO alert is marked in the critical colour"
+
+
+DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "images" / "plot.png"
+
+
+def test_plot_draws_the_emotion_curve_with_alert_spans_and_updates_the_readme_image(
+    history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With FINSENT_UPDATE_DOCS_IMAGES=1 the picture also becomes the README's docs/images/plot.png."""
+    out = DOCS_IMAGE if os.environ.get("FINSENT_UPDATE_DOCS_IMAGES") == "1" else tmp_path / "plot.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code = main(["plot", "--entity", "KO", "--entity", "PFE", "--width", "5m", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2 entities (KO, PFE), 1 alerts" in captured.out
+    image = read_png(out)
+    assert image.shape == (figure_pixels(2)[1], figure_pixels(2)[0], 4)
+    # the resolved KO alert is a shaded span over buckets 30..33: many faint critical-red pixels
+    assert pixels_of(image, SEVERITY_COLOURS["critical"]) > 50
+
+
+def test_the_figure_of_stored_data_holds_the_index_the_alert_span_and_the_axis_labels(history: Engine) -> None:
+    """From the Figure objects (not pixels): the frames read from PostgreSQL are what is drawn."""
+    frames = read_plot(history, PlotRequest(width_seconds=WIDTH, market_entity="MARKET", entities=("KO", "PFE")))
+    figure = build_figure(frames.panels, frames.alerts, WIDTH, frames.start, frames.end)
+    uppers = [ax for ax in figure.axes if ax.get_ylabel() == INDEX_LABEL]
+    assert [ax.get_title(loc="left").split(":")[0] for ax in uppers] == ["KO", "PFE"]
+    for ax, panel in zip(uppers, frames.panels, strict=True):
+        stored = filled_series(history, panel.entity, WIDTH, frames.start, frames.end)["emotion_index"].to_numpy(dtype=float)
+        (index,) = [candidate for candidate in ax.get_lines() if candidate.get_gid() == "emotion_index"]
+        np.testing.assert_allclose(np.asarray(index.get_ydata(), dtype=float), stored, equal_nan=True)
+        assert np.isfinite(stored).sum() > 10, "the stored index is drawn, not an empty curve"
+    ko, pfe = uppers
+    assert [patch.get_label() for patch in ko.patches if str(patch.get_gid()).startswith("alert-")] == ["negative_spike, critical"]
+    assert not [patch for patch in pfe.patches if str(patch.get_gid()).startswith("alert-")]
+    assert {ax.get_ylabel() for ax in figure.axes} == {INDEX_LABEL, SHARE_LABEL, "articles"}
+    assert [ax.get_xlabel() for ax in figure.axes if ax.get_xlabel()] == [TIME_LABEL]
 
 
 def test_plot_named_entities_and_a_fixed_window(history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
