@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.schema import TimeWindow
+from pipeline.api.auth import parse_api_tokens
 from pipeline.durations import duration_text, milliseconds_text, parse_duration_seconds, parse_milliseconds
 from pipeline.errors import ConfigError
 from pipeline.redaction import (
@@ -220,6 +221,28 @@ def _bind_host(text: str) -> str:
     return value.strip("[]")
 
 
+def _port(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError("expected a TCP port between 1 and 65535 such as 8080")
+    return int(value)
+
+
+def _api_tokens(text: str) -> str:
+    """Checked here (one line naming the entry, never the token); the API parses it again from the Secret."""
+    parse_api_tokens(text)
+    return text.strip()
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for position, origin in enumerate(origins, start=1):
+        if origin != "*" and not re.match(r"^https?://[^/\s?#@]+$", origin):
+            raise ValueError(f"origin {position} ({origin!r}) is not scheme://host[:port]: "
+                             "expected origins such as https://dash.example.com, comma-separated, or *")
+    return origins
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -288,7 +311,7 @@ def setting(section: str, default: str, parse: Callable[[str], Any], help: str, 
 
 
 SECTIONS: tuple[str, ...] = (
-    "kafka", "intake", "database", "model", "series", "service", "detection", "delivery", "channels",
+    "kafka", "intake", "database", "model", "series", "service", "detection", "delivery", "channels", "api",
 )
 """The parts of finsent the settings configure, in the order `finsent config` lists them."""
 
@@ -372,6 +395,15 @@ class Settings:
     alert_email_from: str = setting("channels", "finsent@localhost", _non_empty, "sender address of alert e-mails")
     alert_email_to: tuple[str, ...] = setting("channels", "", _email_list, "recipients of alert e-mails, comma-separated")
     alert_kafka: bool = setting("channels", "true", _boolean, "publish alerts as JSON on the alerts topic")
+    alertmanager_url: Secret = setting("channels", "", _optional_url, "Alertmanager base URL (alerts go to its /api/v2/alerts); empty turns the channel off",
+        secret=True, redact=redacted_secret_url)
+    alertmanager_resend: int = setting("channels", "1m", parse_duration_seconds, "how often a firing alert is posted to Alertmanager again; each post lasts 4 times this")
+    # api
+    api_tokens: Secret = setting("api", "", _api_tokens, "tokens of `finsent serve`: comma-separated read:TOKEN and write:TOKEN pairs (write implies read); empty: no authentication, allowed only on a loopback host",
+        secret=True)
+    api_host: str = setting("api", "127.0.0.1", _bind_host, "address `finsent serve` listens on: 127.0.0.1 keeps it on this host; 0.0.0.0 (every interface) needs FINSENT_API_TOKENS")
+    api_port: int = setting("api", "8080", _port, "port `finsent serve` listens on")
+    api_cors_origins: tuple[str, ...] = setting("api", "", _origins, "browser origins allowed to call the API from other sites, comma-separated (e.g. https://dash.example.com); empty: CORS off")
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

@@ -97,6 +97,33 @@ def acknowledge_alert(engine: Engine, alert_id: int, now: datetime) -> Acknowled
 
 def add_silence(engine: Engine, entity_glob: str, ends_at: datetime, reason: str) -> list[str]:
     """Store the silence; returns every entity with stored articles, for the caller to say which it covers."""
+    return create_silence(engine, entity_glob, ends_at, reason)[1]
+
+
+@dataclass(frozen=True)
+class StoredSilence:
+    id: int
+    entity_glob: str
+    ends_at: datetime
+    reason: str
+    created_at: datetime
+
+
+def create_silence(engine: Engine, entity_glob: str, ends_at: datetime, reason: str) -> tuple[StoredSilence, list[str]]:
+    """`add_silence` that also returns the stored row (its id ends it early: `end_silence`)."""
     with Session(engine) as session, session.begin():
-        session.add(Silence(entity_glob=entity_glob, ends_at=ends_at, reason=reason))
-        return list(session.scalars(select(ArticleEntity.entity).distinct().order_by(ArticleEntity.entity)))
+        silence = Silence(entity_glob=entity_glob, ends_at=ends_at, reason=reason)
+        session.add(silence)
+        session.flush()
+        session.refresh(silence)
+        stored = StoredSilence(silence.id, silence.entity_glob, silence.ends_at, silence.reason, silence.created_at)
+        return stored, list(session.scalars(select(ArticleEntity.entity).distinct().order_by(ArticleEntity.entity)))
+
+
+def end_silence(engine: Engine, silence_id: int, now: datetime) -> bool:
+    """End the silence at `now` (one already over keeps its end); False when there is no such silence."""
+    with Session(engine) as session, session.begin():
+        if session.execute(select(Silence.id).where(Silence.id == silence_id)).first() is None:
+            return False
+        session.execute(update(Silence).where(Silence.id == silence_id, Silence.ends_at > now).values(ends_at=now))
+    return True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.alerting.severity import parse_severity, severity_rank
 
-CHANNELS: tuple[str, ...] = ("log", "webhook", "slack", "email", "kafka")
+CHANNELS: tuple[str, ...] = ("log", "webhook", "slack", "email", "kafka", "alertmanager")
 
 CHANNEL_SWITCHES: dict[str, str] = {
     "log": "always on",
@@ -21,6 +21,7 @@ CHANNEL_SWITCHES: dict[str, str] = {
     "slack": "FINSENT_ALERT_SLACK_WEBHOOK_URL",
     "email": "FINSENT_ALERT_SMTP_HOST and FINSENT_ALERT_EMAIL_TO",
     "kafka": "FINSENT_ALERT_KAFKA=true",
+    "alertmanager": "FINSENT_ALERTMANAGER_URL",
 }
 """What turns each channel on, for error messages about a channel that is off."""
 

@@ -21,6 +21,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from pipeline.alerting.alertmanager_resend import AlertmanagerResender
+from pipeline.alerting.channels.alertmanager import AlertmanagerChannel
 from pipeline.alerting.channels.channel import Channel
 from pipeline.alerting.channels.kafka_topic import KafkaChannel
 from pipeline.alerting.channels.log_line import LogChannel
@@ -53,6 +55,8 @@ class SchedulerParts:
     dispatcher: OutboxDispatcher
     leadership: Leadership
     channels: Mapping[str, Channel]
+    resender: AlertmanagerResender | None = None
+    """Re-posts firing alerts to Alertmanager between their events; None without that channel."""
 
     def close(self) -> None:
         """Give up leadership and flush/close the channels (the Kafka producer)."""
@@ -82,11 +86,13 @@ def build_parts(settings: Settings, engine: Engine) -> SchedulerParts:
     )
     # A small batch per tick: a receiver that times out cannot hold detection passes back for long.
     dispatcher = OutboxDispatcher(engine, channels, retry_policy(settings), batch_limit=DELIVERY_BATCH)
-    return SchedulerParts(detection, dispatcher, Leadership(engine), channels)
+    alertmanager = channels.get("alertmanager")
+    resender = AlertmanagerResender(engine, alertmanager) if isinstance(alertmanager, AlertmanagerChannel) else None
+    return SchedulerParts(detection, dispatcher, Leadership(engine), channels, resender)
 
 
 def channels_from_settings(settings: Settings) -> dict[str, Channel]:
-    """log always; webhook and slack when their URL is set; email with an SMTP host; kafka when enabled."""
+    """log always; webhook, slack and alertmanager when their URL is set; email with an SMTP host; kafka when enabled."""
     timeout_s = float(settings.delivery_timeout)
     channels: dict[str, Channel] = {"log": LogChannel()}
     if settings.alert_webhook_url:
@@ -107,6 +113,10 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     if settings.alert_kafka:
         channels["kafka"] = KafkaChannel(
             kafka_options(settings, client_id="finsent-alerts"), settings.topic_alerts, timeout_s
+        )
+    if settings.alertmanager_url:
+        channels["alertmanager"] = AlertmanagerChannel(
+            settings.alertmanager_url.reveal(), float(settings.alertmanager_resend), timeout_s
         )
     return channels
 
@@ -182,6 +192,19 @@ class AlertScheduler:
                 "sent": report.sent, "retried": report.retried, "failed": report.failed,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             }})
+        self._resend_to_alertmanager()
+
+    def _resend_to_alertmanager(self) -> None:
+        """After the outbox pass, on the same thread: a resend never overtakes the post of a resolution."""
+        if self._parts.resender is None:
+            return
+        try:
+            resends = self._parts.resender.resend_due()
+        except DBAPIError as error:
+            log.warning("alertmanager_resend_pass_failed", extra={"kv": {"error": _one_line(error)}})
+            return
+        if resends.resent or resends.failed:
+            log.info("alertmanager_resend", extra={"kv": {"resent": resends.resent, "failed": resends.failed}})
 
     def run(self, stop: threading.Event) -> None:
         """Until `stop` is set: passes every interval (the first at once), deliveries every few seconds."""

@@ -20,6 +20,7 @@ from pipeline.cli.operate import add_operate_commands
 from pipeline.cli.plot import add_plot_command
 from pipeline.cli.queries import add_query_commands
 from pipeline.cli.runs import add_run_commands
+from pipeline.cli.serve import add_serve_command
 from pipeline.config import Settings
 from pipeline.errors import EXIT_USER_ERROR, UserError
 from pipeline.interruption import interrupted_exit, terminate_as_interrupt
@@ -29,7 +30,7 @@ from storage.migrate import SchemaOutdated
 _USER_ERRORS = (UserError, BrokerUnavailable, ReplayFileError, SchemaOutdated, EmbeddedBrokerError)
 
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("run", ("worker", "scheduler", "demo", "produce")),
+    ("run", ("worker", "scheduler", "demo", "produce", "serve")),
     ("query", ("series", "entities", "articles", "alerts", "plot")),
     ("operate", ("ack", "silence", "backtest", "db", "topics", "config")),
     ("model", ("train", "eval", "model")),
@@ -45,6 +46,7 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...] | None] = {
     "series": _QUERY, "entities": _QUERY, "articles": _QUERY, "alerts": _QUERY, "plot": _QUERY,
     "ack": ("database",), "silence": ("database", "series", "delivery"), "db": ("database",),
     "backtest": (*_QUERY, "detection"),
+    "serve": ("database", "series", "delivery", "api"),
     "train": ("model", "database"), "eval": ("model", "database"), "model": ("database",),
 }
 """The settings sections each command uses (None: all), checked when it starts; "service" (the log
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(prog="finsent", dest="command", metavar="COMMAND", help=argparse.SUPPRESS)  # listed by group below
     add_run_commands(commands)
+    add_serve_command(commands)
     add_backtest_command(commands)
     add_alert_commands(commands)
     add_query_commands(commands)
