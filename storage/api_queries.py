@@ -19,7 +19,8 @@ from storage.models import Alert, Article, ArticleEntity, Bucket, Silence
 from storage.queries import _newest_score
 
 ALERT_FIELDS = (
-    "id", "entity", "rule", "severity", "state", "width_seconds", "fired_at", "resolved_at", "acked_at", "silenced",
+    "id", "entity", "rule", "severity", "state", "width_seconds", "bucket_start", "last_bucket_start", "fired_at",
+    "resolved_at", "acked_at", "silenced",
     "value", "baseline", "evidence",
 )
 

@@ -92,7 +92,9 @@ class AlertItem(BaseModel):
     severity: str
     state: Literal["firing", "resolved"]
     width_seconds: int
-    fired_at: Moment
+    bucket_start: Moment = Field(description="event time: the start of the bucket the alert fired in")
+    last_bucket_start: Moment | None = Field(description="event time: the start of the latest bucket judged")
+    fired_at: Moment = Field(description="wall clock: when the detection pass stored the alert")
     resolved_at: Moment | None
     acknowledged_at: Moment | None
     silenced: bool

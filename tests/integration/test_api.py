@@ -144,6 +144,9 @@ def test_alerts_with_evidence_one_alert_and_filters(client: TestClient) -> None:
     assert alert["evidence"]["top_negative"][0]["id"] == "PFE-neg-0"
     assert {"first", "peak", "latest"} <= set(alert["evidence"])
     assert (alert["resolved_at"] is None) == (alert["state"] == "firing")
+    fired_bucket = datetime.fromisoformat(alert["evidence"]["first"]["bucket_start"])
+    assert datetime.fromisoformat(alert["bucket_start"]) == fired_bucket, "the event time it fired at"
+    assert ZULU.match(alert["bucket_start"]) and alert["last_bucket_start"] >= alert["bucket_start"]
     one = client.get(f"/api/v1/alerts/{alert['id']}", headers=READ)
     assert one.status_code == 200 and one.json() == alert
 

@@ -63,7 +63,8 @@ def alert_item(row: dict[str, Any]) -> AlertItem:
     horizon = evidence.get("horizon")
     return AlertItem(
         id=row["id"], entity=row["entity"], rule=row["rule"], severity=row["severity"], state=row["state"],
-        width_seconds=row["width_seconds"], fired_at=row["fired_at"], resolved_at=row["resolved_at"],
+        width_seconds=row["width_seconds"], bucket_start=row["bucket_start"], last_bucket_start=row["last_bucket_start"],
+        fired_at=row["fired_at"], resolved_at=row["resolved_at"],
         acknowledged_at=row["acked_at"], silenced=bool(row["silenced"]), value=number(row["value"]), baseline=number(row["baseline"]),
         horizon=None if horizon is None else str(horizon), evidence=evidence,
     )
