@@ -89,3 +89,10 @@ def load_entities(path: Path | None) -> list[KnownEntity]:
         aliases = tuple(alias.strip() for alias in (row.get("aliases") or "").split("|") if alias.strip())
         entities.append(KnownEntity(ticker, (row.get("name") or "").strip(), aliases))
     return entities
+
+
+def entity_name(text: str, market_entity: str) -> str:
+    """An entity (or silence glob) as stored, as every command and the API read one: tickers are upper
+    case, so `pfe` is PFE everywhere; the market entity keeps its configured spelling (FINSENT_MARKET_ENTITY)."""
+    entity = text.strip().upper()
+    return market_entity if entity == market_entity.upper() else entity

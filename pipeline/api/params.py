@@ -105,13 +105,6 @@ def data_end(engine: Engine) -> datetime:
     return present if is_now else present + JUST_AFTER
 
 
-def stored_entity(text: str, market_entity: str) -> str:
-    """An entity (or glob) as stored, as every `finsent` command reads one: tickers are upper case,
-    so `pfe` is PFE; the market entity keeps its configured spelling (FINSENT_MARKET_ENTITY)."""
-    entity = text.strip().upper()
-    return market_entity if entity == market_entity.upper() else entity
-
-
 def width_seconds(text: str | None, stored: tuple[int, ...]) -> int:
     """`?width=` in seconds, one of FINSENT_BUCKET_WIDTHS (default: the smallest)."""
     if text is None:

@@ -9,9 +9,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.cli.database import opened_database
-from pipeline.cli.values import duration_option, entity_name
+from pipeline.cli.values import duration_option
 from pipeline.cli.window import add_window_arguments, resolve_window, window_request
 from pipeline.config import Settings
+from pipeline.entities import entity_name
 from pipeline.errors import UserError
 from pipeline.safe_text import escape_controls
 from pipeline.tabular import FORMATS, emit_frame, width_label

@@ -12,9 +12,10 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from pipeline.cli.database import opened_database
-from pipeline.cli.values import entity_name, moment_option, stored_width
+from pipeline.cli.values import moment_option, stored_width
 from pipeline.cli.window import CALENDAR_START, add_window_arguments, counted_back, resolve_window, window_request
 from pipeline.config import SETTING_SPECS, Settings
+from pipeline.entities import entity_name
 from pipeline.errors import UserError
 from pipeline.moments import moment_text
 from pipeline.tabular import FORMATS, emit_frame

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.database import opened_database
-from pipeline.cli.values import entity_name, stored_width
+from pipeline.cli.values import stored_width
 from pipeline.cli.window import add_window_arguments, resolve_window, window_request
 from pipeline.config import Settings
 from pipeline.counts import positive_int
+from pipeline.entities import entity_name
 from pipeline.picture import DEFAULT_TOP, TARGET_PLOT_BUCKETS, PlotRequest, check_writable, write_plot
 from pipeline.tabular import clock_text
 

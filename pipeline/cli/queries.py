@@ -12,9 +12,10 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from pipeline.cli.database import opened_database
-from pipeline.cli.values import entity_name, stored_width
+from pipeline.cli.values import stored_width
 from pipeline.cli.window import add_window_arguments, resolve_window, window_request
 from pipeline.config import Settings
+from pipeline.entities import entity_name
 from pipeline.errors import UserError
 from pipeline.tabular import FORMATS, emit_frame, width_label
 

@@ -13,13 +13,6 @@ from pipeline.moments import parse_moment
 from pipeline.tabular import width_label
 
 
-def entity_name(text: str, market_entity: str) -> str:
-    """An entity (or silence glob) as stored: tickers are upper case, so `pfe` is PFE everywhere; the
-    market entity keeps its configured spelling (FINSENT_MARKET_ENTITY)."""
-    entity = text.strip().upper()
-    return market_entity if entity == market_entity.upper() else entity
-
-
 def stored_width(text: str, stored: Sequence[int]) -> int:
     """--width as seconds; only the widths the worker keeps (FINSENT_BUCKET_WIDTHS) have a series."""
     choices = ", ".join(width_label(width) for width in stored)

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 import storage.queries
 from pipeline.cli import main
 from pipeline.cli.main import build_parser
-from pipeline.cli.values import entity_name
 from pipeline.cli.window import JUST_AFTER, Window, WindowRequest, resolve_window, window_request
+from pipeline.entities import entity_name
 from pipeline.errors import UserError
 
 NEWEST = datetime(2026, 3, 2, 14, 17, tzinfo=timezone.utc)

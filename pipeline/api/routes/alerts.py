@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from pipeline.api.context import ApiContext, api_context
 from pipeline.api.errors import error_responses, not_found
 from pipeline.api.guards import READ, WRITE
-from pipeline.api.params import EntityFilter, Paging, RowId, paging, stored_entity
+from pipeline.api.params import EntityFilter, Paging, RowId, paging
 from pipeline.api.schemas import AlertItem, AlertPage
 from pipeline.api.values import number
+from pipeline.entities import entity_name
 
 router = APIRouter(tags=["alerts"], responses=error_responses(401, 422))
 Context = Annotated[ApiContext, Depends(api_context)]
@@ -28,7 +29,7 @@ def list_alerts(
     """Alerts, newest first (by the bucket that fired them)."""
     from storage.api_queries import alert_page
 
-    name = None if entity is None else stored_entity(entity, context.market_entity)
+    name = None if entity is None else entity_name(entity, context.market_entity)
     found = alert_page(context.engine, state=state, entity=name, acknowledged=acknowledged, limit=page.limit, offset=page.offset)
     return AlertPage(items=[alert_item(row) for row in found.rows], limit=page.limit, offset=page.offset, total=found.total)
 

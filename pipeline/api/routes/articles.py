@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends
 from pipeline.api.context import ApiContext, api_context
 from pipeline.api.errors import error_responses
 from pipeline.api.guards import READ
-from pipeline.api.params import EntityFilter, Paging, Since, Until, paging, stored_entity, window_request
+from pipeline.api.params import EntityFilter, Paging, Since, Until, paging, window_request
 from pipeline.api.schemas import ArticleItem, ArticlePage
 from pipeline.api.values import number
+from pipeline.entities import entity_name
 
 router = APIRouter(tags=["articles"], dependencies=READ, responses=error_responses(401, 422))
 
@@ -29,7 +30,7 @@ def list_articles(
     from storage.api_queries import article_page
 
     window = window_request(since, until)
-    name = None if entity is None else stored_entity(entity, context.market_entity)
+    name = None if entity is None else entity_name(entity, context.market_entity)
     found = article_page(context.engine, name, window.start, window.end, page.limit, page.offset)
     items = [
         ArticleItem(id=row["id"], published_at=row["published_at"], headline=row["headline"], source=row["source"],

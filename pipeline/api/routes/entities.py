@@ -19,13 +19,13 @@ from pipeline.api.params import (
     anchored,
     data_end,
     paging,
-    stored_entity,
     width_seconds,
     window_request,
 )
 from pipeline.api.schemas import EntityItem, EntityPage, Series, SeriesPoint
 from pipeline.api.values import moment, number
 from pipeline.durations import duration_text
+from pipeline.entities import entity_name
 from pipeline.moments import moment_text
 
 ENTITIES_SPAN = timedelta(days=7)
@@ -84,7 +84,7 @@ def entity_routes(bucket_widths: tuple[int, ...]) -> APIRouter:
         """The entity's buckets oldest first (default window: the 2 days up to its newest article)."""
         from storage.queries import entity_last_published, filled_series, stored_buckets
 
-        name = stored_entity(entity, context.market_entity)
+        name = entity_name(entity, context.market_entity)
         seconds = width_seconds(width, context.bucket_widths)
         request = window_request(since, until)
         newest = entity_last_published(context.engine, name)

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Body, Depends, Response, status
 from pipeline.api.context import ApiContext, api_context
 from pipeline.api.errors import error_responses, not_found, unprocessable
 from pipeline.api.guards import READ, WRITE
-from pipeline.api.params import Paging, RowId, paging, stored_entity
+from pipeline.api.params import Paging, RowId, paging
 from pipeline.api.schemas import SilenceCreated, SilenceItem, SilencePage, SilenceRequest
 from pipeline.durations import duration_text, parse_duration_seconds
+from pipeline.entities import entity_name
 from pipeline.moments import moment_text, parse_moment
 from storage.alerts import StoredSilence
 
@@ -39,7 +40,7 @@ def create_silence(context: Context, request: Annotated[SilenceRequest, Body(exa
     from pipeline.alerting.alert_store import is_silenced
     from storage.alerts import create_silence as store_silence
 
-    glob = stored_entity(request.entity, context.market_entity)
+    glob = entity_name(request.entity, context.market_entity)
     if not glob:
         unprocessable("body field entity is blank: give an entity or glob such as PFE or BANK*")
     now = context.clock()
