@@ -94,6 +94,10 @@ class MentionColumns:
     def between(self, since_micros: int, until_micros: int) -> MentionColumns:
         """The rows published in [since, until): a slice, since the rows are in time order."""
         first, last = np.searchsorted(self.micros, [since_micros, until_micros], side="left")
+        return self.rows(int(first), int(last))
+
+    def rows(self, first: int, last: int) -> MentionColumns:
+        """Rows first..last-1 of every column (views, not copies)."""
         return MentionColumns(self.micros[first:last], self.probabilities[first:last], self.risk[first:last],
                               self.story_weight[first:last])
 
@@ -164,11 +168,7 @@ def scored_mentions_in(
         np.fromiter(weight, np.float64, len(rows)),
     )
     bounds = np.searchsorted(np.fromiter(positions, np.int64, len(rows)), np.arange(len(ranges) + 1), side="left")
-    return [
-        MentionColumns(columns.micros[first:last], columns.probabilities[first:last], columns.risk[first:last],
-                       columns.story_weight[first:last])
-        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-    ]
+    return [columns.rows(first, last) for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def decay_states_before(
