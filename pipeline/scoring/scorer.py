@@ -1,8 +1,9 @@
 """Batched sentiment scoring of articles.
 
 Why it is faster than `pipeline("text-classification")` in a loop: texts are tokenized in one
-call, cut into model-sized chunks, sorted by length and packed into micro-batches under a token
-budget, so padding is minimal and every forward pass is full; inference runs under
+call, cut into model-sized chunks, sorted by length and cut into forward passes under a token
+budget where the measured cost of a pass says padding would cost more (pipeline/scoring/packing.py);
+inference runs under
 `torch.inference_mode`, with bf16 autocast where the hardware has it (pipeline/scoring/precision.py)
 and optional dynamic int8 on CPU.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from pipeline.errors import UserError
 from pipeline.scoring.artifact import LoadedModel, load_model
 from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
 from pipeline.scoring.model_choice import ModelChoice, choose_model
+from pipeline.scoring.packing import ForwardCost, MeasuredForwardCost, plan_passes
 from pipeline.scoring.precision import autocast, resolve_precision
 
 OVERLAP_TOKENS = 16
@@ -41,6 +44,11 @@ CUDA_MEMORY_SHARE = 0.5
 CUDA_MAX_TOKEN_BUDGET = 1 << 19
 CUDA_ROWS_PER_TOKEN = 1 / 16
 """On CUDA a micro-batch holds up to budget / 16 rows: full GPUs on headlines, not thousands of tiny rows."""
+PRIOR_COSTS = {"cpu": ForwardCost(fixed_s=0.010, per_token_s=100e-6), "cuda": ForwardCost(fixed_s=0.003, per_token_s=0.3e-6)}
+"""Forward costs assumed until the scorer has timed its own passes (pipeline/scoring/packing.py).
+CPU: the fast model in bf16 on 2 cores, measured (11 ms for 1 row, 113 us per further token);
+CUDA: a few milliseconds of kernel launches against well under a microsecond per token, so
+that passes are filled rather than cut."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,13 @@ class ArticleScore:
 
 @dataclass(frozen=True)
 class EncodedTexts:
-    """Texts cut into model windows: `chunks[i]` (token ids with special tokens) belongs to text `owners[i]`."""
+    """Texts cut into model windows: `chunks[i]` (token ids with special tokens) belongs to text
+    `owners[i]`; `passes` lists the chunk indices of each forward pass, planned with the tokens."""
 
     texts: int
     chunks: list[list[int]]
     owners: list[int]
+    passes: list[list[int]]
 
 
 def cuda_token_budget(free_bytes: int, hidden_size: int, heads: int, max_length: int) -> int:
@@ -125,6 +135,8 @@ class Scorer:
         self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET
         self.max_batch = max_batch or (
             int(self.token_budget * CUDA_ROWS_PER_TOKEN) if device.type == "cuda" else DEFAULT_MAX_BATCH)
+        self.forward_cost = MeasuredForwardCost(PRIOR_COSTS.get(device.type, PRIOR_COSTS["cpu"]))
+        """What a pass costs here, from the passes run so far: it decides where passes are cut."""
         self._pin_memory = device.type == "cuda"
         """Page-locked host tensors: the copy to the GPU runs asynchronously, overlapping the previous batch."""
         if quantize_int8:
@@ -190,16 +202,16 @@ class Scorer:
         """The tokenizer's half of scoring, kept apart so that it can run in another thread while
         the model scores the previous batch (the worker does that)."""
         if not texts:
-            return EncodedTexts(0, [], [])
+            return EncodedTexts(0, [], [], [])
         chunks, owners = self._chunk(texts)
-        return EncodedTexts(len(texts), chunks, owners)
+        return EncodedTexts(len(texts), chunks, owners, self._plan(chunks))
 
     def score_encoded(self, encoded: EncodedTexts) -> list[ArticleScore]:
         """The model's half: every window through the model, then each text's windows averaged."""
         if not encoded.texts:
             return []
         chunks, owners = encoded.chunks, encoded.owners
-        probabilities = self._probabilities(chunks)
+        probabilities = self._probabilities(chunks, encoded.passes)
         totals = torch.zeros((encoded.texts, len(LABELS)), dtype=torch.float64)
         weights = torch.zeros(encoded.texts, dtype=torch.float64)
         counts = [0] * encoded.texts
@@ -227,10 +239,12 @@ class Scorer:
         return chunks, owners
 
     @torch.inference_mode()
-    def _probabilities(self, chunks: list[list[int]]) -> torch.Tensor:
-        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
+    def _probabilities(self, chunks: list[list[int]], passes: list[list[int]] | None = None) -> torch.Tensor:
+        """Each window's label probabilities, pass by pass (`passes` None: planned here); every
+        pass is timed into `forward_cost` (the copy back to the CPU waits for the device)."""
         result = torch.empty((len(chunks), len(LABELS)), dtype=torch.float32)
-        for batch in self._micro_batches(order, chunks):
+        for batch in self._plan(chunks) if passes is None else passes:
+            started = time.perf_counter()
             input_ids, attention_mask = self._padded([chunks[index] for index in batch])
             if self._pin_memory:
                 input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
@@ -239,6 +253,7 @@ class Scorer:
             with self._autocast():
                 logits = self.model.logits(input_ids, attention_mask)
             result[batch] = torch.softmax(logits.float(), dim=-1).cpu()
+            self.forward_cost.observe(input_ids.numel(), time.perf_counter() - started)
         return result
 
     def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,19 +264,12 @@ class Scorer:
         ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
         return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
 
-    def _micro_batches(self, order: list[int], chunks: list[list[int]]) -> list[list[int]]:
-        """Length-sorted indices packed so that rows x longest row stays under the token budget."""
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for index in order:
-            width = len(chunks[index])
-            if current and ((len(current) + 1) * width > self.token_budget or len(current) >= self.max_batch):
-                batches.append(current)
-                current = []
-            current.append(index)
-        if current:
-            batches.append(current)
-        return batches
+    def _plan(self, chunks: list[list[int]]) -> list[list[int]]:
+        """Chunk indices per forward pass: length-sorted, cut where it saves time (packing.py)."""
+        order = sorted(range(len(chunks)), key=lambda index: len(chunks[index]))
+        lengths = [len(chunks[index]) for index in order]
+        spans = plan_passes(lengths, self.token_budget, self.max_batch, self.forward_cost.current)
+        return [[order[position] for position in span] for span in spans]
 
     def _autocast(self) -> torch.autocast:
         return autocast(self.device.type, self.autocast_dtype)

@@ -140,3 +140,19 @@ def test_the_cuda_token_budget_grows_with_free_memory_within_bounds() -> None:
     assert large == int(8 * gib / (2 * (12 * 768 + 2 * 12 * 512)))
     assert cuda_token_budget(100 * gib, 768, 12, 512) == CUDA_MAX_TOKEN_BUDGET
     assert cuda_token_budget(1 << 20, 768, 12, 512) == DEFAULT_TOKEN_BUDGET
+
+
+def test_passes_are_planned_with_the_tokens_and_each_one_is_timed(random_artifact: tuple[Path, torch.nn.Module]) -> None:
+    """The plan travels in EncodedTexts (made in the worker's prepare thread); the model's thread
+    only runs it and times each pass into the measured forward cost."""
+    scorer = Scorer(load_model(random_artifact[0], CPU), CPU)
+    timed: list[tuple[int, float]] = []
+    scorer.forward_cost.observe = lambda tokens, seconds: timed.append((tokens, seconds))  # type: ignore[method-assign]
+    texts = ["Profit falls"] * 12 + [" ".join(["costs rise"] * 40)]
+    encoded = scorer.encode(texts)
+    assert sorted(index for batch in encoded.passes for index in batch) == list(range(len(encoded.chunks)))
+    assert len(encoded.passes) == 2, "one long window must not pad twelve headlines to its length"
+    scorer.score_encoded(encoded)
+    widths = [max(len(encoded.chunks[index]) for index in batch) for batch in encoded.passes]
+    assert [tokens for tokens, _ in timed] == [len(batch) * width for batch, width in zip(encoded.passes, widths, strict=True)]
+    assert all(seconds > 0 for _, seconds in timed)
