@@ -21,7 +21,10 @@ What it measures
     4. the model alone: the worker's own Scorer (same model, threads, precision) scoring the same
        N articles in batches of --batch-size, in this process after the worker stopped: the
        ceiling the worker could reach if Kafka and PostgreSQL cost nothing. The last line, the
-       worker's steady rate over this one, is `worker/bare-model throughput ratio: R`.
+       worker's steady rate over this one, is `worker/bare-model throughput ratio: R`. Beside it,
+       on the first 2,000 articles, in batches of 32 (live) and 256 (backlog): the model with its
+       forward passes cut by their measured cost (pipeline/scoring/packing.py) against passes
+       filled to the token budget, as the Scorer packed before.
 
     With --processes 1,2 it first also drains the backlog with `finsent worker --processes N` (the
     CLI, in a subprocess, its own group) for each N: the same work split over N processes.
@@ -100,6 +103,7 @@ from pipeline.counts import positive_int
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging
 from pipeline.scoring.mpnet_base import share_installed_base
+from pipeline.scoring.packing import ForwardCost, MeasuredForwardCost
 from pipeline.scoring.scorer import ArticleScore, EncodedTexts, Scorer
 from pipeline.worker import Worker, load_scorer
 from storage.embedded import EmbeddedPostgres
@@ -585,6 +589,49 @@ def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_s
     return len(items) / elapsed
 
 
+@dataclass(frozen=True)
+class PassPlanning:
+    """The model alone with its passes planned by their measured cost against passes filled to the
+    token budget (how the Scorer packed before pipeline/scoring/packing.py), by batch size."""
+
+    articles: int
+    planned: dict[int, float]
+    filled: dict[int, float]
+
+
+FILLED_PASSES = ForwardCost(fixed_s=1.0, per_token_s=1e-9)
+"""A cost under which padding is free: every pass is filled up to the budget."""
+PLANNING_BATCHES = (32, 256)
+"""A live batch (the stream is keeping up) and a backlog batch."""
+PLANNING_ARTICLES = 2000
+
+
+def measure_pass_planning(scorer: Scorer, names: RunNames, articles: int = PLANNING_ARTICLES) -> PassPlanning:
+    """Both plans, alternating per batch size on the same articles, on every core, as the model alone."""
+    workers_threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    texts = [item.text for item in (parse_news(value) for value in headline_messages(articles, names, load_entities(None)))
+             if isinstance(item, NewsItem)]
+    measured = scorer.forward_cost
+    filled = MeasuredForwardCost(FILLED_PASSES, min_samples=sys.maxsize)
+    rates: dict[str, dict[int, float]] = {"planned": {}, "filled": {}}
+    bar = progress(2 * len(PLANNING_BATCHES) * len(texts), "the model alone: planned passes against filled ones")
+    try:
+        for size in PLANNING_BATCHES:
+            for plan, cost in (("filled", filled), ("planned", measured)):
+                scorer.forward_cost = cost
+                started = time.perf_counter()
+                for start in range(0, len(texts), size):
+                    scorer.score_texts(texts[start:start + size])
+                    bar.update(len(texts[start:start + size]))
+                rates[plan][size] = len(texts) / (time.perf_counter() - started)
+    finally:
+        scorer.forward_cost = measured
+        bar.close()
+        torch.set_num_threads(workers_threads)
+    return PassPlanning(len(texts), rates["planned"], rates["filled"])
+
+
 def _run_capturing(target: Callable[[], None], errors: list[BaseException]) -> None:
     try:
         target()
@@ -717,6 +764,7 @@ class Report:
     batches: BatchLog
     scorer_alone: float
     """Articles/s of the worker's model scoring the same articles with nothing else to do."""
+    planning: PassPlanning
     latencies: list[Latency]
     processes: dict[int, Throughput]
     """`finsent worker --processes N` draining the same backlog, by N."""
@@ -758,6 +806,12 @@ def _split(report: Report) -> str:
     )
 
 
+def _planning(planning: PassPlanning) -> str:
+    sizes = "; ".join(f"batches of {size}: {_rate(planning.planned[size])} against {_rate(planning.filled[size])} "
+                      f"({planning.planned[size] / planning.filled[size]:.2f}×)" for size in planning.planned)
+    return f"the model alone, passes cut by measured cost against passes filled to the budget ({planning.articles} articles): {sizes}"
+
+
 def render(report: Report) -> str:
     options, batches = report.options, report.batches
     latency = (
@@ -781,6 +835,7 @@ def render(report: Report) -> str:
             *(_row(f"finsent worker --processes {n} (CLI)", result) for n, result in report.processes.items()),
             f"{_overhead(report.baseline, report.pipeline)}; {latency}; peak RSS {report.rss_peak_mib:.0f} MiB",
             _split(report),
+            _planning(report.planning),
             *(f"produce → stored at {100 * row.load:.0f}% of the sustained rate ({row.rate:,.0f} msg/s, {row.messages} "
               f"messages): p50 {row.p50_ms:,.0f} ms, p95 {row.p95_ms:,.0f} ms" for row in report.latencies),
             "",
@@ -847,9 +902,10 @@ def measure_both(options: BenchOptions, infra: Infrastructure, names: RunNames, 
     mentions = count_mentions(infra.engine, names)
     rss_peak = peak_rss_mib()
     scorer_alone = measure_scorer_alone(scorer, options.messages, names, options.batch_size)
+    planning = measure_pass_planning(scorer, names)
     latencies = measure_latency(settings, infra, names, scorer, pipeline.steady_rate or 1.0, options) if options.loads else []
     model = f"{scorer.version} ({scorer.device}, {scorer.precision})"
-    return Report(options, infra, baseline, no_model, serial, pipeline, batches, scorer_alone, latencies, processes, model,
+    return Report(options, infra, baseline, no_model, serial, pipeline, batches, scorer_alone, planning, latencies, processes, model,
                   mentions, rss_after_produce, rss_after_baseline, rss_peak)
 
 
