@@ -2,10 +2,9 @@
 
 Why it is faster than `pipeline("text-classification")` in a loop: texts are tokenized in one
 call, cut into model-sized chunks, sorted by length and cut into forward passes under a token
-budget where the measured cost of a pass says padding would cost more (pipeline/scoring/packing.py);
-inference runs under
-`torch.inference_mode`, with bf16 autocast where the hardware has it (pipeline/scoring/precision.py)
-and optional dynamic int8 on CPU.
+budget wherever the measured cost of a pass says padding would cost more (pipeline/scoring/packing.py);
+inference runs under `torch.inference_mode`, with bf16 autocast where the hardware has it
+(pipeline/scoring/precision.py) and optional dynamic int8 on CPU.
 
 Long text is never silently cut. Headline and body are tokenized together and split into
 consecutive windows of at most the model's length (minus its special tokens), overlapping by
