@@ -7,6 +7,7 @@ external ones instead (the database's finsent tables are truncated between tests
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,15 @@ TEST_PARTITIONS = 4
 # Real Kafka's minimum session timeout; group joins take about half of it on Tansu.
 TEST_SESSION_TIMEOUT_MS = 6000
 TEST_HEARTBEAT_INTERVAL_MS = 1000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a script (`make test &` without job control) inherits
+    SIGINT ignored, and so does every command it starts: the Ctrl-C tests (130 on SIGINT) would
+    fail for the shell's sake. Tests signal their commands as a terminal would, so Python's default
+    is put back (an ignored signal is inherited across exec, a handled one is reset to default)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
