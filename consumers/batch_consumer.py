@@ -76,7 +76,8 @@ class StagedSink(Protocol):
 _BYTES_PER_TOKEN = 4
 """A message's size in bytes over this estimates its tokens, for the batch token budget."""
 _LAG_EVERY_S = 1.0
-"""In the overlapped loop the lag (broker round trips) is asked for at most this often, not per batch."""
+"""In the overlapped loop the lag (broker round trips) is asked for at most this often while
+batches are in flight, and afresh for the last one in flight (so a quiet worker reports its true lag)."""
 _POLL_WHILE_BUSY_MS = 50
 """Longest poll while batches are in flight, so their commits wait no longer than this."""
 
@@ -353,7 +354,11 @@ class BatchConsumer:
                 if not self.stop.is_set():
                     self._recover_from(batch, pipeline)
                 return
-            self._commit_batch(batch, lag_every_s=_LAG_EVERY_S)
+            # The lag is read at most once a second under load; but a reading from before the last
+            # batch in flight was fetched still counts that batch's records, and would stay the
+            # reported lag for as long as the stream is quiet: read it afresh then.
+            stale = not pipeline.in_flight and self._lag_at < batch.started
+            self._commit_batch(batch, lag_every_s=0.0 if stale else _LAG_EVERY_S)
             if self._on_batch is not None:
                 self._on_batch(batch.report)
 
