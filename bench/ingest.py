@@ -570,23 +570,43 @@ def measure_processes(infra: Infrastructure, names: RunNames, options: BenchOpti
             started.wait()
 
 
-def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
-    """The worker's model on the same articles, batch by batch, with nothing else to do, on every core: articles/s."""
+@contextmanager
+def on_every_core() -> Iterator[None]:
+    """The model alone gets every core (the worker may have been given fewer threads), then the worker's count back."""
     workers_threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
-    items = [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
-             if isinstance(item, NewsItem)]
-    scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
-    bar = progress(len(items), "the model alone (same articles)")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(workers_threads)
+
+
+def backlog_items(messages: int, names: RunNames) -> list[NewsItem]:
+    """The first `messages` articles of the backlog, as the worker validated them."""
+    return [item for item in (parse_news(value) for value in headline_messages(messages, names, load_entities(None)))
+            if isinstance(item, NewsItem)]
+
+
+def scoring_rate(scorer: Scorer, items: list[NewsItem], batch_size: int, bar: Progress) -> float:
+    """Articles/s of `scorer` over `items` in consecutive batches of `batch_size`."""
     started = time.perf_counter()
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
         scorer.score_items(batch)
         bar.update(len(batch))
-    elapsed = time.perf_counter() - started
-    bar.close()
-    torch.set_num_threads(workers_threads)
-    return len(items) / elapsed
+    return len(items) / (time.perf_counter() - started)
+
+
+def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
+    """The worker's model on the same articles, batch by batch, with nothing else to do, on every core: articles/s."""
+    with on_every_core():
+        items = backlog_items(messages, names)
+        scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
+        bar = progress(len(items), "the model alone (same articles)")
+        try:
+            return scoring_rate(scorer, items, batch_size, bar)
+        finally:
+            bar.close()
 
 
 @dataclass(frozen=True)
@@ -607,29 +627,22 @@ PLANNING_ARTICLES = 2000
 
 
 def measure_pass_planning(scorer: Scorer, names: RunNames, articles: int = PLANNING_ARTICLES) -> PassPlanning:
-    """Both plans, alternating per batch size on the same articles, on every core, as the model alone."""
-    workers_threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    texts = [item.text for item in (parse_news(value) for value in headline_messages(articles, names, load_entities(None)))
-             if isinstance(item, NewsItem)]
+    """Both plans on the same articles, filled then planned for each batch size, on every core, as the model alone."""
     measured = scorer.forward_cost
-    filled = MeasuredForwardCost(FILLED_PASSES, min_samples=sys.maxsize)
+    filled = MeasuredForwardCost(FILLED_PASSES, min_samples=sys.maxsize)  # never refitted: stays FILLED_PASSES
     rates: dict[str, dict[int, float]] = {"planned": {}, "filled": {}}
-    bar = progress(2 * len(PLANNING_BATCHES) * len(texts), "the model alone: planned passes against filled ones")
-    try:
-        for size in PLANNING_BATCHES:
-            for plan, cost in (("filled", filled), ("planned", measured)):
-                scorer.forward_cost = cost
-                started = time.perf_counter()
-                for start in range(0, len(texts), size):
-                    scorer.score_texts(texts[start:start + size])
-                    bar.update(len(texts[start:start + size]))
-                rates[plan][size] = len(texts) / (time.perf_counter() - started)
-    finally:
-        scorer.forward_cost = measured
-        bar.close()
-        torch.set_num_threads(workers_threads)
-    return PassPlanning(len(texts), rates["planned"], rates["filled"])
+    with on_every_core():
+        items = backlog_items(articles, names)
+        bar = progress(2 * len(PLANNING_BATCHES) * len(items), "the model alone: planned passes against filled ones")
+        try:
+            for size in PLANNING_BATCHES:
+                for plan, cost in (("filled", filled), ("planned", measured)):
+                    scorer.forward_cost = cost
+                    rates[plan][size] = scoring_rate(scorer, items, size, bar)
+        finally:
+            scorer.forward_cost = measured
+            bar.close()
+    return PassPlanning(len(items), rates["planned"], rates["filled"])
 
 
 def _run_capturing(target: Callable[[], None], errors: list[BaseException]) -> None:
