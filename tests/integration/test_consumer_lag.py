@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -22,23 +23,24 @@ BACKLOG = 6000
 BATCH = 256
 
 
-def test_lag_counts_the_whole_backlog_of_every_assigned_partition(kafka_bootstrap: str, topics: Topics) -> None:
-    produce(kafka_bootstrap, topics.news, valid_messages(BACKLOG))
+def _consumer(kafka_bootstrap: str, topics: Topics, sink: Callable[[Sequence[NewsItem]], None], batch_size: int,
+              **settings: Any) -> BatchConsumer:
+    """A BatchConsumer on the test topics with the suite's group timing, `batch_size` records a poll."""
     options = KafkaOptions(kafka_bootstrap, session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
                            heartbeat_interval_ms=TEST_HEARTBEAT_INTERVAL_MS)
+    return BatchConsumer(create_consumer(options, topics.group, max_poll_records=batch_size), topics.news, sink,
+                         DeadLetterPublisher(create_producer(options), topics.dead_letter), batch_size=batch_size,
+                         **settings)
+
+
+def test_lag_counts_the_whole_backlog_of_every_assigned_partition(kafka_bootstrap: str, topics: Topics) -> None:
+    produce(kafka_bootstrap, topics.news, valid_messages(BACKLOG))
     stored: list[NewsItem] = []
 
     def keep(items: Sequence[NewsItem]) -> None:
         stored.extend(items)
 
-    consumer = BatchConsumer(
-        create_consumer(options, topics.group, max_poll_records=BATCH),
-        topics.news,
-        keep,
-        DeadLetterPublisher(create_producer(options), topics.dead_letter),
-        batch_size=BATCH,
-        max_wait_ms=2000,
-    )
+    consumer = _consumer(kafka_bootstrap, topics, keep, BATCH, max_wait_ms=2000)
     try:
         report = wait_until(consumer.run_once, timeout_s=120, what="a first batch")
         assert report.committed and report.consumed == BATCH
@@ -57,8 +59,6 @@ def test_a_worker_gone_quiet_reports_its_true_lag_not_a_reading_from_mid_backlog
     reading taken while records of it were still unfetched (a gauge stuck above 0 while idle)."""
     small, backlog = 5, 17  # the first reading comes while 2 records are still unfetched
     produce(kafka_bootstrap, topics.news, valid_messages(backlog))
-    options = KafkaOptions(kafka_bootstrap, session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-                           heartbeat_interval_ms=TEST_HEARTBEAT_INTERVAL_MS)
     stored: list[NewsItem] = []
     reports: list[BatchReport] = []
 
@@ -66,14 +66,7 @@ def test_a_worker_gone_quiet_reports_its_true_lag_not_a_reading_from_mid_backlog
         time.sleep(0.2)  # all four batches inside one second: the throttle applies between them
         stored.extend(items)
 
-    consumer = BatchConsumer(
-        create_consumer(options, topics.group, max_poll_records=small),
-        topics.news,
-        slow_keep,
-        DeadLetterPublisher(create_producer(options), topics.dead_letter),
-        batch_size=small,
-        on_batch=reports.append,
-    )
+    consumer = _consumer(kafka_bootstrap, topics, slow_keep, small, on_batch=reports.append)
     worker = threading.Thread(target=consumer.run, name="lag-test-consumer", daemon=True)
     worker.start()
     try:
