@@ -102,6 +102,7 @@ from pipeline.config import Settings
 from pipeline.counts import positive_int
 from pipeline.entities import KnownEntity, load_entities
 from pipeline.logfmt import configure_logging
+from pipeline.scoring.lanes import ModelLanes
 from pipeline.scoring.mpnet_base import share_installed_base
 from pipeline.scoring.packing import ForwardCost, MeasuredForwardCost
 from pipeline.scoring.scorer import ArticleScore, EncodedTexts, Scorer
@@ -301,7 +302,7 @@ class BatchLog(logging.Handler):
             self.scored.append(int(fields.get("scored", 0)))
 
     def scoring_rate(self) -> float | None:
-        """Articles per second of the model inside the worker."""
+        """Articles per second of one lane of the model inside the worker, while it scores."""
         seconds = sum(self.scoring_ms) / 1000
         return sum(self.scored) / seconds if seconds > 0 else None
 
@@ -426,6 +427,7 @@ class NoModelScorer:
         self._real = real
         self.version = real.version + "+no-model"
         self.device, self.precision, self.choice = real.device, real.precision, None
+        self.lanes = ModelLanes()  # nothing to score: one thread answers
 
     def encode(self, texts: list[str]) -> EncodedTexts:
         return self._real.encode(texts)
@@ -587,26 +589,62 @@ def backlog_items(messages: int, names: RunNames) -> list[NewsItem]:
             if isinstance(item, NewsItem)]
 
 
-def scoring_rate(scorer: Scorer, items: list[NewsItem], batch_size: int, bar: Progress) -> float:
-    """Articles/s of `scorer` over `items` in consecutive batches of `batch_size`."""
+def every_core_in(lanes: ModelLanes, device: torch.device) -> ModelLanes:
+    """The same number of lanes, sharing every core (the worker may have been given fewer threads)."""
+    return ModelLanes.for_device(device, os.cpu_count(), lanes.count)
+
+
+def scoring_rate(scorer: Scorer, items: list[NewsItem], batch_size: int, bar: Progress, lanes: ModelLanes) -> float:
+    """Articles/s of `scorer` over `items` in consecutive batches of `batch_size`, each lane's
+    thread taking the next batch as the worker's lanes do."""
+    batches = iter([items[start:start + batch_size] for start in range(0, len(items), batch_size)])
+    taking = threading.Lock()
+    errors: list[BaseException] = []
+
+    def lane() -> None:
+        lanes.enter()
+        while not errors:
+            with taking:
+                batch = next(batches, None)
+            if batch is None:
+                return
+            scorer.score_items(batch)
+            with taking:
+                bar.update(len(batch))
+
+    threads = [threading.Thread(target=_run_capturing, args=(lane, errors)) for _ in range(lanes.count)]
     started = time.perf_counter()
-    for start in range(0, len(items), batch_size):
-        batch = items[start:start + batch_size]
-        scorer.score_items(batch)
-        bar.update(len(batch))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     return len(items) / (time.perf_counter() - started)
 
 
-def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> float:
-    """The worker's model on the same articles, batch by batch, with nothing else to do, on every core: articles/s."""
+@dataclass(frozen=True)
+class ModelAlone:
+    """The worker's model on the same articles with nothing else to do, on every core: articles/s
+    in its lanes (the ratio's baseline) and in one lane, as the serial worker runs it."""
+
+    lanes: ModelLanes
+    in_lanes: float
+    one_lane: float
+
+
+def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_size: int) -> ModelAlone:
+    lanes = every_core_in(scorer.lanes, scorer.device)
     with on_every_core():
         items = backlog_items(messages, names)
         scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
-        bar = progress(len(items), "the model alone (same articles)")
+        variants = [lanes, ModelLanes.for_device(scorer.device, os.cpu_count(), 1)] if lanes.count > 1 else [lanes]
+        bar = progress(len(variants) * len(items), "the model alone (same articles)")
         try:
-            return scoring_rate(scorer, items, batch_size, bar)
+            rates = [scoring_rate(scorer, items, batch_size, bar, variant) for variant in variants]
         finally:
             bar.close()
+    return ModelAlone(lanes, rates[0], rates[-1])
 
 
 @dataclass(frozen=True)
@@ -631,6 +669,7 @@ def measure_pass_planning(scorer: Scorer, names: RunNames, articles: int = PLANN
     measured = scorer.forward_cost
     filled = MeasuredForwardCost(FILLED_PASSES, min_samples=sys.maxsize)  # never refitted: stays FILLED_PASSES
     rates: dict[str, dict[int, float]] = {"planned": {}, "filled": {}}
+    lanes = every_core_in(scorer.lanes, scorer.device)
     with on_every_core():
         items = backlog_items(articles, names)
         bar = progress(2 * len(PLANNING_BATCHES) * len(items), "the model alone: planned passes against filled ones")
@@ -638,7 +677,7 @@ def measure_pass_planning(scorer: Scorer, names: RunNames, articles: int = PLANN
             for size in PLANNING_BATCHES:
                 for plan, cost in (("filled", filled), ("planned", measured)):
                     scorer.forward_cost = cost
-                    rates[plan][size] = scoring_rate(scorer, items, size, bar)
+                    rates[plan][size] = scoring_rate(scorer, items, size, bar, lanes)
         finally:
             scorer.forward_cost = measured
             bar.close()
@@ -775,8 +814,7 @@ class Report:
     """The worker with its stages not overlapped: one batch at a time, start to finish."""
     pipeline: Throughput
     batches: BatchLog
-    scorer_alone: float
-    """Articles/s of the worker's model scoring the same articles with nothing else to do."""
+    scorer_alone: ModelAlone
     planning: PassPlanning
     latencies: list[Latency]
     processes: dict[int, Throughput]
@@ -812,11 +850,29 @@ def _split(report: Report) -> str:
     span_ms = 1000 * (drain.last_at - drain.first_at) + (batches.durations_ms[0] if batches.durations_ms else 0.0)
     if not batches.durations_ms or span_ms <= 0:
         return "worker time split: n/a (no batch lines)"
+    lanes = report.scorer_alone.lanes.count
+    per_lane = batches.scoring_rate()
     return (
-        f"over the worker's drain the model was busy {100 * sum(batches.scoring_ms) / span_ms:.0f}% of the time "
-        f"(inside the worker: {_rate(batches.scoring_rate())} articles/s, alone: {_rate(report.scorer_alone)}) "
+        f"over the worker's drain the model's {lanes} lane{'s were' if lanes != 1 else ' was'} busy "
+        f"{100 * sum(batches.scoring_ms) / (span_ms * lanes):.0f}% of the time "
+        f"(inside the worker: {_rate(per_lane * lanes if per_lane is not None else None)} articles/s while busy, "
+        f"alone: {_rate(report.scorer_alone.in_lanes)}) "
         f"and the database transaction {100 * sum(batches.writing_ms) / span_ms:.0f}%, overlapped"
     )
+
+
+def _model_alone_rows(alone: ModelAlone) -> list[str]:
+    """The model alone in the worker's lanes (the ratio's baseline) and, where it has several, in one."""
+    def lanes(count: int, threads: int | None) -> str:
+        return f"{count} lane{'s' if count != 1 else ''}" + (f" × {threads} thread{'s' if threads != 1 else ''}"
+                                                            if threads else "")
+
+    label = "the model alone on the same articles"
+    if alone.lanes.count == 1:
+        return [f"{label:<35}{_rate(alone.in_lanes):>14}"]
+    return [f"{label:<35}{_rate(alone.in_lanes):>14}   ({lanes(alone.lanes.count, alone.lanes.threads_per_lane)}, "
+            f"as the worker scores; baseline of the ratio)",
+            f"{'  … in one lane on every core':<35}{_rate(alone.one_lane):>14}   (as before lanes, and the serial worker)"]
 
 
 def _planning(planning: PassPlanning) -> str:
@@ -842,7 +898,7 @@ def render(report: Report) -> str:
             f"{'':<35}{'msg/s (steady)':>14}{'msg/s (incl. join)':>21}{'time to first':>20}",
             _row("plain kafka-python consume loop", report.baseline),
             _row("finsent worker without the model", report.no_model),
-            f"{'the model alone on the same articles':<35}{_rate(report.scorer_alone):>14}",
+            *_model_alone_rows(report.scorer_alone),
             _row("finsent worker, stages not overlapped", report.serial),
             _row("finsent worker → PostgreSQL", report.pipeline),
             *(_row(f"finsent worker --processes {n} (CLI)", result) for n, result in report.processes.items()),
@@ -869,7 +925,8 @@ def render(report: Report) -> str:
 def _ratio(report: Report) -> str:
     """The last line, exactly this shape, for scripts."""
     steady = report.pipeline.steady_rate
-    ratio = steady / report.scorer_alone if steady is not None and report.scorer_alone > 0 else float("nan")
+    alone = report.scorer_alone.in_lanes
+    ratio = steady / alone if steady is not None and alone > 0 else float("nan")
     return f"worker/bare-model throughput ratio: {ratio:.3f}"
 
 

@@ -3,7 +3,8 @@
 `run()` overlaps the stages (consumers/ordered_stages.py): while one batch is written, the next is
 scored and the one after is fetched and validated; `run_once()` does one batch start to finish.
 A sink may expose `stages` (functions that each take the previous one's result, the first one the
-items, the last one the transaction); a plain callable is one stage.
+items, the last one the transaction; one before the last may come as `Lanes`, to work on several
+batches at once); a plain callable is one stage.
 
 Guarantees (the same in both modes):
 - offsets are committed only after the sink returned (its transaction committed) and every
@@ -43,7 +44,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letter import DeadLetter, DeadLetterPublisher, DeadLetterUnavailable
-from consumers.ordered_stages import OrderedStages
+from consumers.ordered_stages import Lanes, OrderedStages
 from consumers.schema import NewsItem, RejectedMessage, TimeWindow, parse_news
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class SinkUnavailable(Exception):
 
 Sink = Callable[[Sequence[NewsItem]], None]
 Stage = Callable[[Any], Any]
+SinkStage = Stage | Lanes[Any]
 
 
 class StagedSink(Protocol):
@@ -70,7 +72,7 @@ class StagedSink(Protocol):
     def __call__(self, items: Sequence[NewsItem]) -> None: ...
 
     @property
-    def stages(self) -> Sequence[Stage]: ...
+    def stages(self) -> Sequence[SinkStage]: ...
 
 
 _BYTES_PER_TOKEN = 4
@@ -171,8 +173,10 @@ class BatchConsumer:
         self._consumer = consumer
         self._topic = topic
         self._sink = sink
-        stages: Sequence[Stage] | None = getattr(sink, "stages", None)
-        self._stages: list[Stage] = list(stages) if stages else [sink]
+        stages: Sequence[SinkStage] | None = getattr(sink, "stages", None)
+        self._stages = [stage if isinstance(stage, Lanes) else Lanes(stage) for stage in stages or [sink]]
+        if self._stages[-1].count != 1:
+            raise ValueError("the last stage is the transaction: it takes one batch at a time, in order")
         self._dead_letters = dead_letters
         self._batch_size = batch_size
         self._batch_bytes = batch_tokens * _BYTES_PER_TOKEN
@@ -208,13 +212,13 @@ class BatchConsumer:
             log.info("consumer_stopped", extra={"kv": {"topic": self._topic}})
             return
         pipeline: OrderedStages[_Batch] = OrderedStages(
-            [*(self._prepare_step(stage) for stage in self._stages[:-1]), self._deliver_step], stop=self.stop, name="batch"
-        )
+            [*(Lanes(self._prepare_step(stage.run), stage.count, stage.start) for stage in self._stages[:-1]),
+             self._deliver_step], stop=self.stop, name="batch")
         model_stage = -2 if len(self._stages) > 1 else -1  # the stage before the transaction, or the only one
         try:
             while not self.stop.is_set():
                 self._commit_completed(pipeline)
-                records = self._fill_batch(ready=lambda: pipeline.has_room() and pipeline.caught_up(model_stage),
+                records = self._fill_batch(ready=lambda: pipeline.has_room() and pipeline.lane_free(model_stage),
                                            between_polls=lambda: self._commit_completed(pipeline),
                                            busy=lambda: pipeline.in_flight > 0)
                 if not records or self.stop.is_set():
@@ -233,7 +237,7 @@ class BatchConsumer:
             return None
         batch = self._validated(records)
         for stage in self._stages[:-1]:
-            self._prepare_step(stage)(batch)
+            self._prepare_step(stage.run)(batch)
         self._deliver_step(batch)
         if not batch.delivered:
             return None
@@ -255,8 +259,8 @@ class BatchConsumer:
     ) -> list[ConsumerRecord]:
         """Records for one batch: up to `batch_size` messages and `batch_tokens` estimated tokens.
 
-        With `ready` (the pipelined loop: the model has finished every batch sent so far, and
-        fewer batches are in flight than there are stages) the batch is adaptive: it goes as soon
+        With `ready` (the pipelined loop: a lane of the model is free for this batch, and fewer
+        batches are in flight than there are lanes in all) the batch is adaptive: it goes as soon
         as it holds a record and the model is free for it, and keeps growing while the model (or
         every stage) is busy, so batches are small when the stream is quiet (low latency) and grow
         under load until the model keeps up (its fixed costs per batch, and the transaction's,
@@ -323,8 +327,10 @@ class BatchConsumer:
         """The last stage: the transaction (retried while the sink is unavailable), then the dead letters."""
         first: Callable[[], None] | None = None
         if batch.prepared and not batch.crashed and batch.items:
-            last, value = self._stages[-1], batch.value
-            first = lambda: last(value)  # noqa: E731
+            last, value = self._stages[-1].run, batch.value
+
+            def first() -> None:
+                last(value)
         batch.delivered = self._deliver_with_retries(batch.items, batch.records, batch.letters, batch.report, first)
         if not batch.delivered:
             return

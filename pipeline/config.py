@@ -352,6 +352,7 @@ class Settings:
     model_quantize: str = setting("model", "none", _quantize, "none, or int8 for dynamic int8 quantization on the CPU")
     model_precision: str = setting("model", "auto", _precision, "auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16")
     torch_threads: int = setting("model", "0", _non_negative_int, "CPU threads for the model; 0 uses every core")
+    model_lanes: int = setting("model", "0", _non_negative_int, "batches the model scores at once, each on its share of the CPU threads; 0: 2 on a CPU with 2 or more threads, 1 on a GPU")
     # series
     bucket_widths: tuple[int, ...] = setting("series", "5m,1h", _bucket_widths, "bucket widths of the per-entity emotion series")
     emotion_half_life: int = setting("series", "1h", parse_duration_seconds, "half-life of the decayed emotion index")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, Operationa
 from consumers.batch_consumer import BatchConsumer, BatchReport, RetryPolicy, SinkUnavailable
 from consumers.dead_letter import DeadLetterPublisher, producer_max_request_size
 from consumers.kafka_clients import create_consumer, create_producer, ensure_topics
+from consumers.ordered_stages import Lanes
 from consumers.schema import NewsItem
 from pipeline.config import Settings
 from pipeline.database import Database, open_database
@@ -92,9 +93,9 @@ class ArticleSink:
 
     Scoring happens before the transaction opens (no locks held during inference); articles that
     already have a score from this model (a replay, a batch retried after a crash) are not scored
-    again. Its three `stages` let the consumer score one batch while it writes the previous one;
-    two batches in flight with the same id are harmless, because every write is idempotent and
-    the first write wins.
+    again. Its three `stages` let the consumer score one batch while it writes the previous one,
+    and score as many batches at once as the scorer has lanes; two batches in flight with the
+    same id are harmless, because every write is idempotent and the first write wins.
     """
 
     def __init__(self, engine: Engine, matcher: EntityMatcher, scorer: Scorer, buckets: SeriesConfig) -> None:
@@ -108,10 +109,11 @@ class ArticleSink:
         self._since_taken = SinkStats()
 
     @property
-    def stages(self) -> Sequence[Callable[[Any], Any]]:
+    def stages(self) -> Sequence[Callable[[Any], Any] | Lanes[Any]]:
         """The steps one at a time, for the consumer to overlap across batches (consumers/ordered_stages.py):
-        entities, stored state and tokens; the model; the transaction."""
-        return (self.prepare, self.score, self.write)
+        entities, stored state and tokens; the model, in the scorer's lanes; the transaction."""
+        lanes = self._scorer.lanes
+        return (self.prepare, Lanes(self.score, lanes.count, lanes.enter), self.write)
 
     def __call__(self, items: Sequence[NewsItem]) -> None:
         self.write(self.score(self.prepare(items)))
@@ -281,6 +283,7 @@ def load_scorer(settings: Settings) -> Scorer:
         settings.model_path,
         settings.model_device,
         threads=settings.torch_threads or None,
+        lanes=settings.model_lanes,
         quantize_int8=settings.model_quantize == "int8",
         precision=settings.model_precision,
         label_names=settings.model_labels or None,

@@ -137,6 +137,7 @@ def settings_environment(kafka_bootstrap: str, database_url: str, topics: Topics
         "FINSENT_KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FINSENT_KAFKA_HEARTBEAT_INTERVAL_MS": str(TEST_HEARTBEAT_INTERVAL_MS),
         "FINSENT_BATCH_MAX_WAIT_MS": "200",
+        "FINSENT_MODEL_LANES": "2",  # the default on 2 cores, pinned: the suite exercises two lanes on any machine with 2+
         "FINSENT_DATA_DIR": str(data_dir),
     }
 

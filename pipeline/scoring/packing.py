@@ -14,6 +14,7 @@ the passes the scorer has run (MeasuredForwardCost).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,8 +100,8 @@ class MeasuredForwardCost:
     Why measured, and in place: the fixed and per-token parts differ by model, device, precision
     and by what else runs on the cores (the worker's own threads, the broker, PostgreSQL), and
     they drift with it. Until enough passes of different sizes were seen, `current` is the
-    device's prior. Thread-safe enough for its use: `observe` runs on the model's thread, readers
-    take `current`, an immutable value replaced whole."""
+    device's prior. Thread-safe: every model lane observes its own passes, and readers take
+    `current`, an immutable value replaced whole."""
 
     def __init__(self, prior: ForwardCost, window: int = 256, refit_every: int = 16, min_samples: int = 8) -> None:
         self.current = prior
@@ -108,12 +109,16 @@ class MeasuredForwardCost:
         self._refit_every = refit_every
         self._min_samples = min_samples
         self._since_fit = 0
+        self._lock = threading.Lock()
 
     def observe(self, padded_tokens: int, seconds: float) -> None:
-        self._samples.append((padded_tokens, seconds))
-        self._since_fit += 1
-        if self._since_fit >= self._refit_every and len(self._samples) >= self._min_samples:
+        with self._lock:
+            self._samples.append((padded_tokens, seconds))
+            self._since_fit += 1
+            if self._since_fit < self._refit_every or len(self._samples) < self._min_samples:
+                return
             self._since_fit = 0
-            tokens = [count for count, _ in self._samples]
-            if max(tokens) >= _SPREAD_TO_FIT * min(tokens):
-                self.current = ForwardCost.fitted(list(self._samples))
+            samples = list(self._samples)
+        tokens = [count for count, _ in samples]
+        if max(tokens) >= _SPREAD_TO_FIT * min(tokens):
+            self.current = ForwardCost.fitted(samples)

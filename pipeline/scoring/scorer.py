@@ -29,6 +29,7 @@ from consumers.schema import NewsItem
 from pipeline.errors import UserError
 from pipeline.scoring.artifact import LoadedModel, load_model
 from pipeline.scoring.labels import LABELS, NEGATIVE, NEUTRAL, POSITIVE
+from pipeline.scoring.lanes import ModelLanes
 from pipeline.scoring.model_choice import ModelChoice, choose_model
 from pipeline.scoring.packing import ForwardCost, MeasuredForwardCost, plan_passes
 from pipeline.scoring.precision import autocast, resolve_precision
@@ -154,6 +155,8 @@ class Scorer:
         self._pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         self.choice: ModelChoice | None = None
         """How Scorer.load picked the model (None when built from a LoadedModel)."""
+        self.lanes = ModelLanes()
+        """How many batches may be scored at once, each in a thread of its own (pipeline/scoring/lanes.py)."""
 
     @classmethod
     def load(
@@ -168,9 +171,11 @@ class Scorer:
         precision: str = "auto",
         data_dir: Path | None = None,
         model: str = "auto",
+        lanes: int = 0,
     ) -> Scorer:
         """`model` is FINSENT_MODEL (fast, accurate, auto or a directory) and `model_path` FINSENT_MODEL_PATH
-        (pipeline/scoring/model_choice.py); `data_dir` is where an installed base encoder lives."""
+        (pipeline/scoring/model_choice.py); `data_dir` is where an installed base encoder lives;
+        `lanes` is FINSENT_MODEL_LANES, `threads` FINSENT_TORCH_THREADS (pipeline/scoring/lanes.py)."""
         chosen = choose_device(device)
         if chosen.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -178,6 +183,7 @@ class Scorer:
         scorer = cls(load_model(choice.directory, chosen, label_names, data_dir), chosen, quantize_int8=quantize_int8,
                      token_budget=token_budget, precision=precision)
         scorer.choice = choice
+        scorer.lanes = ModelLanes.for_device(chosen, threads, lanes)
         return scorer
 
     @property

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
 
-from consumers.ordered_stages import OrderedStages
+from consumers.ordered_stages import Lanes, OrderedStages
 
 PATIENCE_S = 60.0
 
@@ -123,16 +124,112 @@ def test_submit_gives_up_once_stop_is_set() -> None:
         stages.close()
 
 
-def test_caught_up_tells_whether_a_stage_has_finished_every_job() -> None:
+def test_lane_free_tells_whether_a_stage_has_finished_every_job() -> None:
     stop, release = threading.Event(), threading.Event()
     stages: OrderedStages[Job] = OrderedStages([lambda job: release.wait(), lambda job: None], stop=stop)
     try:
-        assert stages.caught_up(0)
+        assert stages.lane_free(0)
         stages.submit(Job(0))
-        assert not stages.caught_up(0), "the model stage holds a batch: the next one should keep growing"
+        assert not stages.lane_free(0), "the model stage holds a batch: the next one should keep growing"
         release.set()
         collect(stages, 1)
-        assert stages.caught_up(0) and stages.caught_up(-1)
+        assert stages.lane_free(0) and stages.lane_free(-1)
     finally:
         stop.set()
         stages.close()
+
+
+def test_a_stage_with_two_lanes_runs_two_jobs_at_once() -> None:
+    stop = threading.Event()
+    together = threading.Barrier(2, timeout=PATIENCE_S)
+    stages: OrderedStages[Job] = OrderedStages([Lanes(lambda job: together.wait(), count=2)], stop=stop)
+    try:
+        assert stages.submit(Job(0)) and stages.submit(Job(1))
+        done = collect(stages, 2)
+    finally:
+        stop.set()
+        stages.close()
+    assert [(job.number, job.crashed) for job in done] == [(0, False), (1, False)], "one lane would break the barrier"
+
+
+def test_a_job_that_finishes_out_of_turn_waits_but_its_lane_goes_on() -> None:
+    stop, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def score(job: Job) -> None:
+        if job.number == 0:
+            assert release.wait(PATIENCE_S)
+        ran.append(job.number)
+
+    stages: OrderedStages[Job] = OrderedStages([Lanes(score, count=2), lambda job: job.seen.append("written")],
+                                               stop=stop)
+    try:
+        for number in range(3):
+            assert stages.submit(Job(number))
+        deadline = time.monotonic() + PATIENCE_S
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ran == [1, 2], "the free lane took job 2 while job 1 waited for job 0"
+        assert stages.completed() == [], "nothing may leave before job 0"
+        release.set()
+        done = collect(stages, 3)
+    finally:
+        stop.set()
+        stages.close()
+    assert [(job.number, job.seen) for job in done] == [(0, ["written"]), (1, ["written"]), (2, ["written"])]
+
+
+def test_jobs_keep_their_order_through_lanes_of_uneven_speed() -> None:
+    stop = threading.Event()
+    pace = random.Random(3)
+    delays = [pace.random() * 0.004 for _ in range(200)]
+    order: list[int] = []
+    stages: OrderedStages[Job] = OrderedStages(
+        [Lanes(lambda job: time.sleep(delays[job.number]), count=3), lambda job: order.append(job.number)], stop=stop)
+    try:
+        feeder = threading.Thread(target=lambda: [stages.submit(Job(number)) for number in range(200)])
+        feeder.start()
+        done = collect(stages, 200)
+        feeder.join()
+    finally:
+        stop.set()
+        stages.close()
+    assert order == list(range(200)), "the stage after the lanes saw them in order"
+    assert [job.number for job in done] == list(range(200))
+    assert stages.in_flight == 0
+
+
+def test_a_lane_is_free_until_every_lane_holds_a_job_and_room_counts_every_lane() -> None:
+    stop, release = threading.Event(), threading.Event()
+    stages: OrderedStages[Job] = OrderedStages([Lanes(lambda job: release.wait(), count=2), lambda job: None],
+                                               stop=stop)
+    try:
+        stages.submit(Job(0))
+        assert stages.lane_free(0) and stages.has_room()
+        stages.submit(Job(1))
+        assert not stages.lane_free(0), "both lanes busy: the next batch should keep growing"
+        assert stages.has_room(), "three lanes in all, two jobs"
+        stages.submit(Job(2))
+        assert not stages.has_room()
+        release.set()
+        collect(stages, 3)
+        assert stages.lane_free(0) and stages.has_room()
+    finally:
+        stop.set()
+        stages.close()
+
+
+def test_each_lane_starts_once_in_its_own_thread() -> None:
+    stop = threading.Event()
+    started: list[str] = []
+    stages: OrderedStages[Job] = OrderedStages(
+        [Lanes(lambda job: None, count=2, start=lambda: started.append(threading.current_thread().name))],
+        stop=stop, name="model")
+    try:
+        for number in range(6):
+            assert stages.submit(Job(number))
+        collect(stages, 6)
+    finally:
+        stop.set()
+        stages.close()
+    assert sorted(started) == ["model-0.0", "model-0.1"]
