@@ -18,9 +18,11 @@ a bug costs one batch, never a thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -167,18 +169,18 @@ class OrderedStages(Generic[J]):
         return finished
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Let every lane finish its current job and end; jobs still queued are abandoned."""
+        """Let every lane finish its current job and end, within `timeout_s` in all; jobs still
+        queued are abandoned. A lane ends on an _END or, once stop is set, on its own; so an _END
+        is offered only while there is room, and one lane may take another's."""
+        deadline = time.monotonic() + timeout_s
         for slot in self._inputs:
             _drain(slot)
         for index, slot in enumerate(self._inputs):
             for thread in self._threads_of(index):
-                if thread.is_alive():
-                    try:
-                        slot.put(_END, timeout=timeout_s)
-                    except queue.Full:
-                        pass
-        for thread in self._threads:
-            thread.join(timeout=timeout_s)
+                while thread.is_alive() and time.monotonic() < deadline:
+                    with contextlib.suppress(queue.Full):
+                        slot.put_nowait(_END)
+                    thread.join(timeout=_QUEUE_POLL_S)
 
     def _threads_of(self, stage: int) -> list[threading.Thread]:
         first = sum(lanes.count for lanes in self._lanes[:stage])

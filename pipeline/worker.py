@@ -25,6 +25,7 @@ from pipeline.config import Settings
 from pipeline.database import Database, open_database
 from pipeline.entities import EntityMatcher, load_entities
 from pipeline.kafka_settings import kafka_options
+from pipeline.scoring.lanes import share_the_gil
 from pipeline.scoring.risk_events import RiskTagger, RiskTags
 from pipeline.scoring.scorer import ArticleScore, EncodedTexts, Scorer
 from pipeline.series import SeriesConfig, update_series
@@ -201,6 +202,7 @@ class Worker:
         self._database = open_database(settings)
         ensure_schema(self._database.engine)
         scorer = self._scorer or load_scorer(settings)
+        share_the_gil()  # the model's lanes take the GIL back between operations (pipeline/scoring/lanes.py)
         log.info("model_loaded", extra={"kv": {"version": scorer.version, "device": str(scorer.device), "precision": scorer.precision,
                                                "chosen": scorer.choice.reason if scorer.choice else ""}})
         if self._metrics is not None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
 import torch
 
-from pipeline.scoring.lanes import CPU_LANES, ModelLanes
+from pipeline.scoring.lanes import CPU_LANES, ModelLanes, share_the_gil
 
 CPU = torch.device("cpu")
 
@@ -42,3 +43,16 @@ def test_a_lane_sets_its_own_threads_and_leaves_the_callers() -> None:
     thread.join()
     assert seen == [1]
     assert torch.get_num_threads() == before
+
+
+def test_the_gil_is_handed_over_sooner_and_never_later() -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        share_the_gil(0.0005)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        sys.setswitchinterval(0.0001)
+        share_the_gil(0.0005)
+        assert sys.getswitchinterval() == pytest.approx(0.0001), "a shorter interval someone chose stays"
+    finally:
+        sys.setswitchinterval(before)

@@ -233,3 +233,33 @@ def test_each_lane_starts_once_in_its_own_thread() -> None:
         stop.set()
         stages.close()
     assert sorted(started) == ["model-0.0", "model-0.1"]
+
+
+def test_close_ends_every_lane_once_stop_is_set_without_waiting_out_its_timeout() -> None:
+    stop, release = threading.Event(), threading.Event()
+    running: list[int] = []
+    stages: OrderedStages[Job] = OrderedStages(
+        [Lanes(lambda job: (running.append(job.number), release.wait()), count=2), lambda job: None], stop=stop)
+    assert stages.submit(Job(0)) and stages.submit(Job(1))
+    deadline = time.monotonic() + PATIENCE_S
+    while len(running) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()  # both lanes busy: they will end on their own after their job, taking no _END
+    closer = threading.Thread(target=stages.close, kwargs={"timeout_s": 3 * PATIENCE_S}, daemon=True)
+    closer.start()
+    slot = stages._inputs[0]  # the moment close has offered its first _END
+    while not slot.full() and closer.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    closer.join(PATIENCE_S)
+    assert not closer.is_alive(), "close blocked on a full slot that no lane would empty"
+
+
+def test_close_ends_every_lane_when_stop_was_never_set() -> None:
+    stop = threading.Event()
+    stages: OrderedStages[Job] = OrderedStages([Lanes(lambda job: None, count=2), lambda job: None], stop=stop,
+                                               name="unstopped")
+    assert stages.submit(Job(0))
+    collect(stages, 1)
+    stages.close(timeout_s=PATIENCE_S)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("unstopped-")]
