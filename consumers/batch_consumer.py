@@ -168,7 +168,7 @@ class BatchConsumer:
         """`batch_tokens` (0: no limit) caps a batch by its estimated tokens (bytes / 4) as well as
         by `batch_size` messages, so a batch of long articles costs about as much model time as one
         of headlines; `max_wait_ms` is the longest a batch fills in `run_once` (overlapped, a batch goes
-        as soon as the model is free, so it bounds only the idle poll). `overlap=False` makes
+        as soon as a lane of the model is free, so it bounds only the idle poll). `overlap=False` makes
         `run()` do one batch at a time, start to finish (the baseline bench/ingest.py measures)."""
         self._consumer = consumer
         self._topic = topic

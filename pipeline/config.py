@@ -334,7 +334,7 @@ class Settings:
     # intake
     batch_size: int = setting("intake", "256", _positive_int, "most messages written in one database transaction")
     batch_tokens: int = setting("intake", "32768", _positive_int, "most estimated tokens (message bytes / 4) in one batch, so that a batch of long articles costs the model about what one of headlines does")
-    batch_max_wait_ms: int = setting("intake", "500ms", parse_milliseconds, "how long a batch may fill when the worker runs one batch at a time; with overlapped stages (the default) a batch goes as soon as the model is free and grows while it is busy")
+    batch_max_wait_ms: int = setting("intake", "500ms", parse_milliseconds, "how long a batch may fill when the worker runs one batch at a time; with overlapped stages (the default) a batch goes as soon as a lane of the model is free and grows while every lane is busy")
     max_message_bytes: int = setting("intake", "1048576", _positive_int, "messages larger than this are dead-lettered as oversized")
     dead_letter_max_bytes: int = setting("intake", "1000000", _positive_int, "largest dead letter (key, value and headers); a longer original is cut to fit, its size and sha256 kept in headers (stay under the topic's max.message.bytes)")
     max_future_skew: int = setting("intake", "5m", parse_duration_seconds, "articles dated further than this past the wall clock are dead-lettered as bad_timestamp (a wrong producer clock or zone)")
