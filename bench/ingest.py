@@ -638,7 +638,7 @@ def measure_scorer_alone(scorer: Scorer, messages: int, names: RunNames, batch_s
     with on_every_core():
         items = backlog_items(messages, names)
         scorer.score_items(items[:batch_size])  # warm-up, as the worker's first batch was
-        variants = [lanes, ModelLanes.for_device(scorer.device, os.cpu_count(), 1)] if lanes.count > 1 else [lanes]
+        variants = [lanes, every_core_in(ModelLanes(), scorer.device)] if lanes.count > 1 else [lanes]
         bar = progress(len(variants) * len(items), "the model alone (same articles)")
         try:
             rates = [scoring_rate(scorer, items, batch_size, bar, variant) for variant in variants]

@@ -35,7 +35,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -212,8 +212,8 @@ class BatchConsumer:
             log.info("consumer_stopped", extra={"kv": {"topic": self._topic}})
             return
         pipeline: OrderedStages[_Batch] = OrderedStages(
-            [*(Lanes(self._prepare_step(stage.run), stage.count, stage.start) for stage in self._stages[:-1]),
-             self._deliver_step], stop=self.stop, name="batch")
+            [*(replace(stage, run=self._prepare_step(stage.run)) for stage in self._stages[:-1]), self._deliver_step],
+            stop=self.stop, name="batch")
         model_stage = -2 if len(self._stages) > 1 else -1  # the stage before the transaction, or the only one
         try:
             while not self.stop.is_set():

@@ -120,11 +120,15 @@ class OrderedStages(Generic[J]):
         """Jobs each stage has finished (counted when done, before they wait for their turn to go on)."""
         self._exits = [_InOrder(self._putter(index)) for index in range(len(stages))]
         self._threads = [
-            threading.Thread(target=self._run_lane, args=(index, lanes), name=f"{name}-{index}.{lane}", daemon=True)
-            for index, lanes in enumerate(self._lanes) for lane in range(lanes.count)
+            [threading.Thread(target=self._run_lane, args=(index, lanes), name=f"{name}-{index}.{lane}", daemon=True)
+             for lane in range(lanes.count)]
+            for index, lanes in enumerate(self._lanes)
         ]
-        for thread in self._threads:
-            thread.start()
+        """Each stage's lane threads."""
+        self._lane_count = sum(lanes.count for lanes in self._lanes)
+        for stage_threads in self._threads:
+            for thread in stage_threads:
+                thread.start()
 
     @property
     def in_flight(self) -> int:
@@ -139,7 +143,7 @@ class OrderedStages(Generic[J]):
     def has_room(self) -> bool:
         """True while fewer jobs are in flight than there are lanes in all: a job submitted now
         would soon have a lane of its own, rather than queue behind a slower stage."""
-        return self._in_flight < len(self._threads)
+        return self._in_flight < self._lane_count
 
     def submit(self, job: J, while_waiting: Callable[[], None] = lambda: None) -> bool:
         """Hand a job to the first stage, calling `while_waiting` while its slot is taken.
@@ -175,16 +179,12 @@ class OrderedStages(Generic[J]):
         deadline = time.monotonic() + timeout_s
         for slot in self._inputs:
             _drain(slot)
-        for index, slot in enumerate(self._inputs):
-            for thread in self._threads_of(index):
+        for slot, stage_threads in zip(self._inputs, self._threads, strict=True):
+            for thread in stage_threads:
                 while thread.is_alive() and time.monotonic() < deadline:
                     with contextlib.suppress(queue.Full):
                         slot.put_nowait(_END)
                     thread.join(timeout=_QUEUE_POLL_S)
-
-    def _threads_of(self, stage: int) -> list[threading.Thread]:
-        first = sum(lanes.count for lanes in self._lanes[:stage])
-        return self._threads[first:first + self._lanes[stage].count]
 
     def _run_lane(self, index: int, lanes: Lanes[J]) -> None:
         try:

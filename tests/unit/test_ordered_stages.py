@@ -31,19 +31,25 @@ def collect(stages: OrderedStages[Job], count: int) -> list[Job]:
     return done
 
 
+def feed_and_collect(stages: OrderedStages[Job], stop: threading.Event, count: int) -> list[Job]:
+    """Jobs 0..count-1 submitted from a thread of their own while this one collects them; then stop."""
+    try:
+        feeder = threading.Thread(target=lambda: [stages.submit(Job(number)) for number in range(count)])
+        feeder.start()
+        done = collect(stages, count)
+        feeder.join()
+    finally:
+        stop.set()
+        stages.close()
+    return done
+
+
 def test_jobs_leave_in_the_order_they_came_through_every_stage() -> None:
     stop = threading.Event()
     first = lambda job: job.seen.append("first")  # noqa: E731
     second = lambda job: (time.sleep(0.001 * (job.number % 3)), job.seen.append("second"))  # noqa: E731
     stages: OrderedStages[Job] = OrderedStages([first, second], stop=stop)
-    try:
-        feeder = threading.Thread(target=lambda: [stages.submit(Job(number)) for number in range(50)])
-        feeder.start()
-        done = collect(stages, 50)
-        feeder.join()
-    finally:
-        stop.set()
-        stages.close()
+    done = feed_and_collect(stages, stop, 50)
     assert [job.number for job in done] == list(range(50))
     assert all(job.seen == ["first", "second"] for job in done)
     assert stages.in_flight == 0
@@ -186,14 +192,7 @@ def test_jobs_keep_their_order_through_lanes_of_uneven_speed() -> None:
     order: list[int] = []
     stages: OrderedStages[Job] = OrderedStages(
         [Lanes(lambda job: time.sleep(delays[job.number]), count=3), lambda job: order.append(job.number)], stop=stop)
-    try:
-        feeder = threading.Thread(target=lambda: [stages.submit(Job(number)) for number in range(200)])
-        feeder.start()
-        done = collect(stages, 200)
-        feeder.join()
-    finally:
-        stop.set()
-        stages.close()
+    done = feed_and_collect(stages, stop, 200)
     assert order == list(range(200)), "the stage after the lanes saw them in order"
     assert [job.number for job in done] == list(range(200))
     assert stages.in_flight == 0
