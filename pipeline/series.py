@@ -38,6 +38,17 @@ always has articles of its own), below float64 resolution (2**-52): the buckets 
 recomputed to the same values. A replayed batch therefore rewrites identical values, a late article
 costs a bounded recompute (about 2.5 days at the default 1h half-life) however old it is, and the
 results equal a single pass over all articles to float precision.
+
+Appending: where every article of the batch about an entity comes after the latest article its
+latest bucket holds (`latest_published_at`, in every width, of this model version), nothing
+stored changes but that bucket and the ones after it: an article's story weight depends only on
+earlier articles and on the same source at the same instant, and no stored article is that late.
+Then only the batch's articles are read (with their story weights, by the same query), and added
+to that bucket's sums (means times counts) and continued from its decay state: a live stream's
+batch costs its own size, not its entities' current hour (the market entity's holds every article
+of the hour). The read is checked to hold exactly the batch's articles, or the entity is
+recomputed as above. Sums rebuilt from means agree with a recomputation to float precision, not
+to the last bit.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from storage.series_store import (
     BucketRow,
     MentionColumns,
     decay_states_before,
+    latest_buckets,
     scored_mentions_in,
     upsert_buckets,
 )
@@ -132,11 +144,13 @@ def compute_buckets(
     *,
     entity: str,
     model_version: str,
+    into: BucketRow | None = None,
 ) -> list[BucketRow]:
     """One row per non-empty bucket of `mentions`, oldest first, continuing the index from `previous`.
 
     `mentions` must hold every article of the entity from the first bucket onwards, and `previous`
-    the state of the last bucket before them (None: no earlier history).
+    the state of the last bucket before them (None: no earlier history); or every article after
+    those of `into`, the stored first bucket they join (see bucket_rows).
     """
     columns = MentionColumns(
         np.array([epoch_micros(m.published_at) for m in mentions], dtype=np.int64),
@@ -144,7 +158,7 @@ def compute_buckets(
         np.array([m.risk_score for m in mentions], dtype=np.float64),
         np.array([m.story_weight for m in mentions], dtype=np.float64),
     )
-    return bucket_rows(columns, width, half_life_seconds, previous, entity=entity, model_version=model_version)
+    return bucket_rows(columns, width, half_life_seconds, previous, entity=entity, model_version=model_version, into=into)
 
 
 def bucket_rows(
@@ -155,8 +169,14 @@ def bucket_rows(
     *,
     entity: str,
     model_version: str,
+    into: BucketRow | None = None,
 ) -> list[BucketRow]:
-    """compute_buckets over mentions held as columns (what the database read returns), in any order."""
+    """compute_buckets over mentions held as columns (what the database read returns), in any order.
+
+    `into`: the stored row of the first bucket, whose articles all come before these (see
+    "Appending" in the module docstring); the first row then holds both, and the index continues
+    from it (`previous` is unused).
+    """
     if not len(columns):
         return []
     order = np.argsort(columns.micros, kind="stable")
@@ -168,8 +188,11 @@ def bucket_rows(
     firsts = np.flatnonzero(np.r_[True, bucket_ids[1:] != bucket_ids[:-1]])
     counts = np.diff(np.r_[firsts, len(micros)])
     ends = (bucket_ids[firsts] + 1) * width_micros
+    latest = micros[np.r_[firsts[1:], len(micros)] - 1]
     first_start = EPOCH + timedelta(microseconds=int(ends[0]) - width_micros)
-    if previous is not None and previous.bucket_end > first_start:
+    if into is not None:
+        previous = _continued_from(into, first_start, width, int(micros[0]))
+    elif previous is not None and previous.bucket_end > first_start:
         raise ValueError(
             f"decay state ending {previous.bucket_end.isoformat()} overlaps the first bucket, starting "
             f"{first_start.isoformat()}: pass the state of the last bucket before the mentions"
@@ -186,6 +209,15 @@ def bucket_rows(
     sentiment_sums = np.add.reduceat(sentiment, firsts)
     weighted_sums = np.add.reduceat(weights * sentiment, firsts)
     weight_sums = np.add.reduceat(weights, firsts)
+    if into is not None:  # the first bucket's stored articles, as sums
+        stored = into.article_count
+        counts[0] += stored
+        probability_sums[0] += np.array([into.mean_p_negative, into.mean_p_neutral, into.mean_p_positive]) * stored
+        negative_counts[0] += round(into.negative_share * stored)
+        sentiment_sums[0] += into.mean_sentiment * stored
+        story_counts[0] += into.story_count
+        adverse_counts[0] += into.adverse_count
+        risk_counts[0] += into.risk_count
 
     rows: list[BucketRow] = []
     decay_sum, decay_weight = (previous.decay_sum, previous.decay_weight) if previous else (0.0, 0.0)
@@ -216,9 +248,21 @@ def bucket_rows(
                 story_count=float(story_counts[k]),
                 adverse_count=float(adverse_counts[k]),
                 risk_count=float(risk_counts[k]),
+                latest_published_at=EPOCH + timedelta(microseconds=int(latest[k])),
             )
         )
     return rows
+
+
+def _continued_from(into: BucketRow, first_start: datetime, width: int, first_micros: int) -> DecayState:
+    """The decay state to continue from when the first bucket is `into`, after checking it is."""
+    if into.width_seconds != width or into.bucket_start != first_start:
+        raise ValueError(f"bucket {into.bucket_start.isoformat()} ({into.width_seconds}s) is not the first bucket "
+                         f"of the mentions, {first_start.isoformat()} ({width}s)")
+    if into.latest_published_at is None or epoch_micros(into.latest_published_at) >= first_micros:
+        raise ValueError(f"bucket {into.bucket_start.isoformat()} holds articles at or after the first mention: "
+                         "only later articles can be added to a stored bucket")
+    return DecayState(into.bucket_start + timedelta(seconds=width), into.decay_sum, into.decay_weight)
 
 
 def recompute_spans(times: Iterable[datetime], width: int, half_life_seconds: float) -> list[tuple[datetime, datetime]]:
@@ -272,15 +316,16 @@ def merged_ranges(spans: Sequence[tuple[str, int, datetime, datetime]]) -> list[
 def update_series(
     connection: Connection, touched: Mapping[str, Iterable[datetime]], model_version: str, config: SeriesConfig
 ) -> int:
-    """Recompute every bucket the batch's articles can change, per entity and width.
+    """Bring every bucket the batch's articles can change up to date, per entity and width.
 
     `touched` maps each entity of the batch to the event times of the batch's articles about it.
     Runs inside the caller's transaction, after the batch's articles, mentions and scores were
     written; locks all touched entities first (in one shared order), so concurrent workers
     serialise per entity. Returns the number of bucket rows inserted or changed.
 
-    Cost: a live article re-reads its entity's articles from the start of its bucket on (the
-    current bucket, for a live stream); a late one re-reads up to its influence horizon only.
+    Cost: where an entity's batch articles all come after its latest bucket's articles (a live
+    stream), only they are read and added ("Appending" above); otherwise the entity's articles are
+    re-read from the start of the earliest touched bucket (a late one's up to its influence horizon).
     """
     if not touched:
         return 0
@@ -290,6 +335,48 @@ def update_series(
             if moment.utcoffset() is None:
                 raise ValueError(f"touched time of {entity!r} ({moment!r}) has no time zone")
     lock_entities(connection, times)
+    tails = latest_buckets(connection, sorted(times), config.widths)
+    appending = {entity: min(moments) for entity, moments in sorted(times.items())
+                 if _appends(tails, entity, min(moments), config.widths, model_version)}
+    rows: list[BucketRow] = []
+    recompute = {entity: moments for entity, moments in times.items() if entity not in appending}
+    ranges = [(entity, since, _LATEST_REACHABLE) for entity, since in appending.items()]
+    for entity, columns in zip(appending, scored_mentions_in(connection, ranges, model_version), strict=True):
+        if len(columns) != len(times[entity]):  # scored articles the batch does not know of: re-read instead
+            recompute[entity] = times[entity]
+            continue
+        for width in config.widths:
+            rows += _appended_rows(tails[(entity, width)], columns, width, config.half_life_seconds)
+    return upsert_buckets(connection, rows + _recomputed_rows(connection, recompute, model_version, config))
+
+
+def _appends(tails: Mapping[tuple[str, int], BucketRow], entity: str, since: datetime, widths: Sequence[int],
+             model_version: str) -> bool:
+    """Whether the entity's articles from `since` on can be added to its stored buckets unread:
+    in every width its latest bucket is this model's and holds only earlier articles."""
+    for width in widths:
+        tail = tails.get((entity, width))
+        if tail is None or tail.model_version != model_version or tail.latest_published_at is None \
+                or tail.latest_published_at >= since:
+            return False
+    return True
+
+
+def _appended_rows(tail: BucketRow, columns: MentionColumns, width: int, half_life_seconds: float) -> list[BucketRow]:
+    """The buckets of `columns`, all later than the articles of `tail`: the first joins `tail` if it
+    falls in its bucket, else the index continues from `tail`'s state."""
+    first = EPOCH + timedelta(microseconds=int(columns.micros.min()))
+    joins = bucket_start(first, width) == tail.bucket_start
+    state = DecayState(tail.bucket_start + timedelta(seconds=width), tail.decay_sum, tail.decay_weight)
+    return bucket_rows(columns, width, half_life_seconds, None if joins else state, entity=tail.entity,
+                       model_version=tail.model_version, into=tail if joins else None)
+
+
+def _recomputed_rows(connection: Connection, times: Mapping[str, list[datetime]], model_version: str,
+                     config: SeriesConfig) -> list[BucketRow]:
+    """Every bucket the articles at `times` can change, recomputed from the stored scores and the state before them."""
+    if not times:
+        return []
     spans = [
         (entity, width, start, end)
         for entity, moments in sorted(times.items())
@@ -313,4 +400,4 @@ def update_series(
             entity=entity,
             model_version=model_version,
         )
-    return upsert_buckets(connection, rows)
+    return rows

@@ -116,6 +116,8 @@ class Bucket(Base):
     """The same count over adverse articles (negative, or tagged with a risk event): what alerting judges."""
     risk_count: Mapped[float] = mapped_column(Float, server_default=text("0"))
     """The same count over the risk-event articles among them (a lexicon match that names the event)."""
+    latest_published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The latest event time among the bucket's articles: later articles can be added without a re-read."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

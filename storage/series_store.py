@@ -66,6 +66,8 @@ class BucketRow:
     story_count: float = 0.0
     adverse_count: float = 0.0
     risk_count: float = 0.0
+    latest_published_at: datetime | None = None
+    """The latest event time among the bucket's articles (None on rows from before migration 0007)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ def scored_mentions_in(
     data always gives the same float sums. A range must hold whole instants (bucket-aligned
     bounds do): an article's dump size counts the same-source articles at its instant in its range.
     """
+    if not ranges:
+        return []
     wanted = _unnest(
         position=(list(range(len(ranges))), Integer()),
         entity=([entity for entity, _, _ in ranges], Text()),
@@ -202,6 +206,24 @@ def decay_states_before(
         (entity, width, start): (bucket_start + timedelta(seconds=width), decay_sum, decay_weight)
         for entity, width, start, bucket_start, decay_sum, decay_weight in connection.execute(statement)
     }
+
+
+def latest_buckets(connection: Connection, entities: Sequence[str], widths: Sequence[int]) -> dict[tuple[str, int], BucketRow]:
+    """For each entity and width: its latest stored bucket, whatever its model version; absent where it has none."""
+    wanted = _unnest(
+        entity=([entity for entity in entities for _ in widths], Text()),
+        width=([width for _ in entities for width in widths], Integer()),
+    )
+    table = cast(Table, Bucket.__table__)
+    latest = (
+        select(*(table.c[name] for name in _COLUMNS))
+        .where(table.c.entity == wanted.c.entity, table.c.width_seconds == wanted.c.width)
+        .order_by(table.c.bucket_start.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    statement = select(latest).select_from(wanted).join(latest, true())
+    return {(row.entity, row.width_seconds): BucketRow(**row._asdict()) for row in connection.execute(statement)}
 
 
 def _unnest(**arrays: tuple[list[Any], TypeEngine[Any]]) -> TableValuedAlias:

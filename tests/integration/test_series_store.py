@@ -353,3 +353,107 @@ def test_a_late_original_turns_an_earlier_stored_copy_into_a_copy(engine: Engine
     write_stories(engine, [("original", T0, headline, "wire-a", 0.9)])
     stories, adverse, articles = story_counts(engine)
     assert articles == 2 and stories == pytest.approx(1.0) and adverse == pytest.approx(1.0)
+
+
+def recorded_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, datetime, datetime]]]:
+    """The ranges of every read of scored mentions from here on (the real read still runs; one of no ranges reads nothing)."""
+    import pipeline.series as series
+
+    reads: list[list[tuple[str, datetime, datetime]]] = []
+    real = series.scored_mentions_in
+
+    def recording(connection: Connection, ranges: Sequence[tuple[str, datetime, datetime]], model_version: str) -> list:
+        if ranges:
+            reads.append(list(ranges))
+        return real(connection, ranges, model_version)
+
+    monkeypatch.setattr(series, "scored_mentions_in", recording)
+    return reads
+
+
+def values_frame(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text(
+            "SELECT entity, width_seconds, bucket_start, model_version, latest_published_at, story_count, adverse_count,"
+            f" risk_count, {', '.join(VALUE_COLUMNS)} FROM buckets ORDER BY entity, width_seconds, bucket_start"), connection)
+
+
+def assert_equals_a_recomputation(engine: Engine, touched: dict[str, list[datetime]]) -> None:
+    """The table as it stands equals the one a single recomputation from the stored scores writes."""
+    streamed = values_frame(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE buckets"))
+    update(engine, touched)
+    pd.testing.assert_frame_equal(streamed, values_frame(engine), check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_an_in_order_stream_reads_only_its_own_articles_and_equals_one_pass(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live stream: after the first batch, each batch reads its own articles (from its first one
+    on, not from the start of the hour) and adds them to the latest buckets."""
+    articles = sorted((a for a in random_articles(seed=11, count=300, start=T0, hours=5, prefix="s") if MODEL in a.probabilities),
+                      key=lambda a: a.published_at)
+    reads = recorded_reads(monkeypatch)
+    for first in range(0, len(articles), 20):
+        batch = articles[first:first + 20]
+        with engine.begin() as connection:
+            write_scored(connection, batch)
+            update_series(connection, touched_by(batch), MODEL, CONFIG)
+        if first:
+            assert reads[-1] == [(entity, min(times), reads[-1][0][2]) for entity, times in sorted(touched_by(batch).items())], \
+                "every entity of a later batch reads from its first article on"
+    assert len(reads) == len(range(0, len(articles), 20)), "one read per batch"
+    assert_matches_pandas(engine)
+    assert_equals_a_recomputation(engine, touched_by(articles))
+
+
+def test_appended_stories_count_as_a_recomputation_counts_them(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feed dumps and syndicated copies arriving in order, batch by batch, weigh what a recomputation gives them."""
+    headlines = ["DumpCo chairman arrested in Tokyo", "DumpCo recalls one million cars", "DumpCo opens a plant"]
+    rng = random.Random(4)
+    stream: list[tuple[str, datetime, str, str, float]] = []
+    at = T0
+    for index in range(120):
+        at += timedelta(seconds=rng.choice([0, 0, 20, 90, 400]))  # 0: the same instant, a feed dump when one source
+        stream.append((f"n{index}", at, rng.choice(headlines) if index % 3 else f"DumpCo story {index}",
+                       rng.choice(["wire-a", "wire-a", "wire-b"]), rng.random()))
+    reads = recorded_reads(monkeypatch)
+    batches: list[list[tuple[str, datetime, str, str, float]]] = [[]]
+    for story in stream:
+        if len(batches[-1]) >= 7 and story[1] != batches[-1][-1][1]:  # an instant never spans two batches
+            batches.append([])
+        batches[-1].append(story)
+    for index, batch in enumerate(batches):
+        write_stories(engine, batch)
+        if index:
+            assert reads[-1][0][1] == batch[0][1], "a later batch reads from its first article on"
+    assert_equals_a_recomputation(engine, {"DUMPCO": [story[1] for batch in batches for story in batch]})
+
+
+def test_buckets_are_re_read_where_appending_would_be_wrong(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows from before migration 0007 (no latest article), another model's latest bucket, and a
+    scored article the batch does not name: each is recomputed from the stored scores instead."""
+    early = [Scored(f"e{i}", T0 + timedelta(minutes=i), ("AAPL", "MSFT", "NVDA", "MARKET"), {MODEL: (0.6, 0.3, 0.1)})
+             for i in range(3)]
+    with engine.begin() as connection:
+        write_scored(connection, early)
+        update_series(connection, touched_by(early), MODEL, CONFIG)
+        connection.execute(sa.text("UPDATE buckets SET latest_published_at = NULL WHERE entity = 'AAPL'"))
+        connection.execute(sa.text("UPDATE buckets SET model_version = 'm0' WHERE entity = 'MSFT'"))
+    unnamed = Scored("unnamed", T0 + timedelta(minutes=6), ("NVDA",), {MODEL: (0.1, 0.1, 0.8)})
+    later = Scored("later", T0 + timedelta(minutes=5), ("AAPL", "MSFT", "NVDA", "MARKET"), {MODEL: (0.2, 0.2, 0.6)})
+    reads = recorded_reads(monkeypatch)
+    with engine.begin() as connection:
+        write_scored(connection, [unnamed, later])
+        update_series(connection, touched_by([later]), MODEL, CONFIG)
+    appended, recomputed = reads[0], [entity for entity, _, _ in reads[-1]]
+    assert [entity for entity, _, _ in appended] == ["MARKET", "NVDA"]
+    assert recomputed == ["AAPL", "MSFT", "NVDA"]
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text(
+            "SELECT entity, article_count, latest_published_at FROM buckets WHERE width_seconds = 300"
+            " AND bucket_start = :start ORDER BY entity"), {"start": T0 + timedelta(minutes=5)}).all()
+    assert [tuple(row) for row in rows] == [
+        ("AAPL", 1, later.published_at), ("MARKET", 1, later.published_at), ("MSFT", 1, later.published_at),
+        ("NVDA", 2, unnamed.published_at),
+    ]

@@ -144,6 +144,32 @@ def test_continuing_from_a_decay_state_equals_computing_from_scratch() -> None:
             assert getattr(continued, name) == pytest.approx(getattr(scratch, name), rel=1e-12, abs=1e-15)
 
 
+def test_adding_later_articles_to_a_stored_bucket_equals_computing_from_scratch() -> None:
+    mentions = random_mentions(seed=9, count=150, span_hours=5)
+    whole = buckets(mentions)
+    cut = T0 + timedelta(hours=3, minutes=2, seconds=30)  # inside a bucket: the later articles join it
+    head = buckets([m for m in mentions if m.published_at < cut])
+    tail = compute_buckets([m for m in mentions if m.published_at >= cut], 300, HOUR, None, entity="AAPL",
+                           model_version="m1", into=head[-1])
+    assert tail[0].bucket_start == head[-1].bucket_start
+    assert len(head) - 1 + len(tail) == len(whole)
+    for added, scratch in zip(head[:-1] + tail, whole, strict=True):
+        assert added.bucket_start == scratch.bucket_start
+        assert added.article_count == scratch.article_count
+        assert added.latest_published_at == scratch.latest_published_at
+        for name in ("emotion_index", "decay_sum", "decay_weight", "mean_p_negative", "mean_p_neutral",
+                     "mean_p_positive", "mean_sentiment", "negative_share", "story_count", "adverse_count"):
+            assert getattr(added, name) == pytest.approx(getattr(scratch, name), rel=1e-12, abs=1e-15)
+
+
+def test_only_later_articles_are_added_to_a_stored_bucket() -> None:
+    [stored] = buckets([mention(T0 + timedelta(minutes=2), 0.1, 0.2, 0.7)])
+    for at, problem in ((T0 + timedelta(minutes=1), "at or after"), (T0 + timedelta(minutes=2), "at or after"),
+                        (T0 + timedelta(minutes=7), "is not the first bucket")):
+        with pytest.raises(ValueError, match=problem):
+            compute_buckets([mention(at, 0.3, 0.3, 0.4)], 300, HOUR, None, entity="AAPL", model_version="m1", into=stored)
+
+
 def test_input_order_does_not_matter() -> None:
     mentions = random_mentions(seed=3, count=60, span_hours=2)
     assert buckets(list(reversed(mentions))) == buckets(sorted(mentions, key=lambda m: m.published_at))
