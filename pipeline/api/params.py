@@ -120,7 +120,8 @@ def width_seconds(text: str | None, stored: tuple[int, ...]) -> int:
 
 
 def known_query_only(request: Request) -> None:
-    """Refuse a query parameter the route does not take: `?limt=5` would otherwise be ignored in silence."""
+    """Refuse a query parameter the route does not take (`?limt=5` would otherwise be ignored in
+    silence), and one given twice (every parameter takes one value: all but the last would be)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -129,6 +130,9 @@ def known_query_only(request: Request) -> None:
     if unknown:
         takes = ", ".join(sorted(accepted)) or "none"
         unprocessable(f"query parameter {unknown[0][:32]!r} is not accepted by {request.url.path}: it takes {takes}")
+    repeated = sorted(name for name in set(request.query_params) if len(request.query_params.getlist(name)) > 1)
+    if repeated:
+        unprocessable(f"query parameter {repeated[0][:32]!r} is given more than once: it takes one value, send it once")
 
 
 def _query_names(dependant: Dependant) -> set[str]:

@@ -377,6 +377,9 @@ def test_unknown_query_parameters_and_methods_are_refused(client: TestClient) ->
     assert typo.status_code == 422
     assert typo.json()["detail"] == ("query parameter 'limt' is not accepted by /api/v1/articles: "
                                      "it takes entity, limit, offset, since, until")
+    twice = client.get("/api/v1/alerts?entity=AAPL&entity=MSFT", headers=READ)
+    assert twice.status_code == 422
+    assert twice.json()["detail"] == "query parameter 'entity' is given more than once: it takes one value, send it once"
     wrong = client.request("PUT", "/api/v1/silences", headers=WRITE)
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
     assert wrong.json()["detail"] == "PUT is not allowed on /api/v1/silences: use GET or POST"
