@@ -108,6 +108,11 @@ class DecayState:
     decay_sum: float
     decay_weight: float
 
+    @staticmethod
+    def after(row: BucketRow) -> DecayState:
+        """The state at the end of a stored bucket."""
+        return DecayState(row.bucket_start + timedelta(seconds=row.width_seconds), row.decay_sum, row.decay_weight)
+
 
 @dataclass(frozen=True)
 class ScoredMention:
@@ -262,7 +267,7 @@ def _continued_from(into: BucketRow, first_start: datetime, width: int, first_mi
     if into.latest_published_at is None or epoch_micros(into.latest_published_at) >= first_micros:
         raise ValueError(f"bucket {into.bucket_start.isoformat()} holds articles at or after the first mention: "
                          "only later articles can be added to a stored bucket")
-    return DecayState(into.bucket_start + timedelta(seconds=width), into.decay_sum, into.decay_weight)
+    return DecayState.after(into)
 
 
 def recompute_spans(times: Iterable[datetime], width: int, half_life_seconds: float) -> list[tuple[datetime, datetime]]:
@@ -336,8 +341,8 @@ def update_series(
                 raise ValueError(f"touched time of {entity!r} ({moment!r}) has no time zone")
     lock_entities(connection, times)
     tails = latest_buckets(connection, sorted(times), config.widths)
-    appending = {entity: min(moments) for entity, moments in sorted(times.items())
-                 if _appends(tails, entity, min(moments), config.widths, model_version)}
+    firsts = {entity: min(moments) for entity, moments in sorted(times.items())}
+    appending = {entity: first for entity, first in firsts.items() if _appends(tails, entity, first, config.widths, model_version)}
     rows: list[BucketRow] = []
     recompute = {entity: moments for entity, moments in times.items() if entity not in appending}
     ranges = [(entity, since, _LATEST_REACHABLE) for entity, since in appending.items()]
@@ -367,8 +372,7 @@ def _appended_rows(tail: BucketRow, columns: MentionColumns, width: int, half_li
     falls in its bucket, else the index continues from `tail`'s state."""
     first = EPOCH + timedelta(microseconds=int(columns.micros.min()))
     joins = bucket_start(first, width) == tail.bucket_start
-    state = DecayState(tail.bucket_start + timedelta(seconds=width), tail.decay_sum, tail.decay_weight)
-    return bucket_rows(columns, width, half_life_seconds, None if joins else state, entity=tail.entity,
+    return bucket_rows(columns, width, half_life_seconds, None if joins else DecayState.after(tail), entity=tail.entity,
                        model_version=tail.model_version, into=tail if joins else None)
 
 
